@@ -1,0 +1,203 @@
+"""The SQL of the FHIR store: current rows, versions and search-index rows (HAPI FHIR JPA layout)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from ehr.search.extract import (
+    DateValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+from himhis.models import (
+    DateIndex,
+    NumberIndex,
+    QuantityIndex,
+    ReferenceIndex,
+    Resource,
+    ResourceVersion,
+    StringIndex,
+    TokenIndex,
+    UriIndex,
+)
+
+R = Resource.__table__
+V = ResourceVersion.__table__
+INDEX_TABLES = [m.__table__ for m in (StringIndex, TokenIndex, DateIndex, NumberIndex, QuantityIndex,
+                                      UriIndex, ReferenceIndex)]
+CURRENT = (R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content)
+
+
+def utcnow() -> datetime:
+    """Now, naive UTC, at the millisecond precision that ``meta.lastUpdated`` carries."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One write to apply: a new version of a resource (``text`` is None for a deletion)."""
+
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: datetime
+    method: str
+    text: str | None
+    values: Sequence[object] = ()
+    pk: int | None = None
+    prev_version: int | None = None
+
+
+def current(session: Session, res_type: str, res_id: str, *, lock: bool = False) -> Row | None:
+    """The current row of a resource; ``lock`` holds it for this transaction (SELECT … FOR UPDATE)."""
+    stmt = select(*CURRENT).where(R.c.res_type == res_type, R.c.res_id == res_id)
+    if lock and session.bind.dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).one_or_none()
+
+
+def current_many(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+    """Current rows for many (type, id) pairs in few queries."""
+    by_type: dict[str, set[str]] = defaultdict(set)
+    for t, i in keys:
+        by_type[t].add(i)
+    found: dict[tuple[str, str], Row] = {}
+    for t, ids in by_type.items():
+        ids_l = sorted(ids)
+        for start in range(0, len(ids_l), 500):
+            stmt = select(*CURRENT).where(R.c.res_type == t, R.c.res_id.in_(ids_l[start:start + 500]))
+            for row in session.execute(stmt):
+                found[(row.res_type, row.res_id)] = row
+    return found
+
+
+def version(session: Session, res_type: str, res_id: str, version_id: int) -> Row | None:
+    stmt = select(V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content,
+                  V.c.method).where(V.c.res_type == res_type, V.c.res_id == res_id,
+                                    V.c.version_id == version_id)
+    return session.execute(stmt).one_or_none()
+
+
+def lock_key(session: Session, key: int) -> None:
+    """Serialise writers on one key until commit (PostgreSQL advisory lock; SQLite writers are serial)."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def write(session: Session, pendings: Sequence[Pending]) -> None:
+    """Apply new versions: insert or update current rows, append versions, replace index rows."""
+    if not pendings:
+        return
+    conn = session.connection()
+    new = [p for p in pendings if p.pk is None]
+    if new:
+        rows = [{"res_type": p.res_type, "res_id": p.res_id, "version_id": p.version_id,
+                 "last_updated": p.last_updated, "deleted": p.text is None, "content": p.text} for p in new]
+        result = conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows)
+        for p, pk in zip(new, result.scalars().all(), strict=True):
+            p.pk = pk
+    old = [p for p in pendings if p.prev_version is not None]
+    if old:
+        stmt = (update(R).where(R.c.pk == bindparam("b_pk"), R.c.version_id == bindparam("b_prev"))
+                .values(version_id=bindparam("b_vid"), last_updated=bindparam("b_lu"),
+                        deleted=bindparam("b_del"), content=bindparam("b_text")))
+        res = conn.execute(stmt, [{"b_pk": p.pk, "b_prev": p.prev_version, "b_vid": p.version_id,
+                                   "b_lu": p.last_updated, "b_del": p.text is None, "b_text": p.text}
+                                  for p in old])
+        if res.rowcount is not None and res.rowcount >= 0 and res.rowcount != len(old):
+            from himhis.errors import ConflictError
+            raise ConflictError("A resource was changed by another request while this one was writing it; "
+                                "read it again and retry")
+        for table in INDEX_TABLES:
+            conn.execute(delete(table).where(table.c.resource_pk.in_([p.pk for p in old])))
+    conn.execute(insert(V), [{"resource_pk": p.pk, "res_type": p.res_type, "res_id": p.res_id,
+                              "version_id": p.version_id, "last_updated": p.last_updated,
+                              "method": p.method, "deleted": p.text is None, "content": p.text}
+                             for p in pendings])
+    index_rows: dict[str, list[dict]] = defaultdict(list)
+    for p in pendings:
+        if p.text is not None:
+            for value in p.values:
+                table, row = _index_row(value)
+                row["resource_pk"] = p.pk
+                row["res_type"] = p.res_type
+                index_rows[table].append(row)
+    by_name = {t.name: t for t in INDEX_TABLES}
+    for name, rows in index_rows.items():
+        conn.execute(insert(by_name[name]), rows)
+
+
+def _clip(value: str | None, n: int) -> str | None:
+    return value if value is None or len(value) <= n else value[:n]
+
+
+def _num(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _index_row(v: object) -> tuple[str, dict]:
+    """Map an extracted search value to its index table and row."""
+    match v:
+        case TokenValue():
+            return "idx_token", {"param": v.param, "system": _clip(v.system, 512), "code": _clip(v.code, 512),
+                                 "text": v.text}
+        case StringValue():
+            return "idx_string", {"param": v.param, "normalized": _clip(v.normalized, 512), "exact": v.exact}
+        case ReferenceValue():
+            return "idx_reference", {"param": v.param, "target_type": v.target_type, "target_id": v.target_id,
+                                     "url": _clip(v.url, 1024)}
+        case DateValue():
+            return "idx_date", {"param": v.param, "low": v.low, "high": v.high}
+        case QuantityValue():
+            return "idx_quantity", {"param": v.param, "value": _num(v.value), "system": _clip(v.system, 512),
+                                    "code": _clip(v.code, 128), "unit": _clip(v.unit, 128),
+                                    "canonical_value": _num(v.canonical_value),
+                                    "canonical_code": _clip(v.canonical_code, 128)}
+        case NumberValue():
+            return "idx_number", {"param": v.param, "value": _num(v.value)}
+        case UriValue():
+            return "idx_uri", {"param": v.param, "uri": _clip(v.uri, 1024)}
+    raise TypeError(f"unknown index value {v!r}")
+
+
+def history(session: Session, *, res_type: str | None = None, res_id: str | None = None,
+            since: datetime | None = None, at: datetime | None = None, limit: int = 50,
+            offset: int = 0) -> tuple[list[Row], int]:
+    """Versions newest first (https://hl7.org/fhir/R4/http.html#history), and how many there are."""
+    cond = []
+    if res_type:
+        cond.append(V.c.res_type == res_type)
+    if res_id:
+        cond.append(V.c.res_id == res_id)
+    if since:
+        cond.append(V.c.last_updated >= since)
+    if at:
+        cond.append(V.c.last_updated <= at)
+    total = session.execute(select(func.count()).select_from(V).where(*cond)).scalar_one()
+    stmt = (select(V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content,
+                   V.c.method).where(*cond).order_by(V.c.last_updated.desc(), V.c.pk.desc())
+            .limit(limit).offset(offset))
+    return list(session.execute(stmt)), total
+
+
+def contents(session: Session, pks: Sequence[int]) -> list[str]:
+    """Current JSON text of live resources by primary key, in the order given."""
+    found: dict[int, str] = {}
+    for start in range(0, len(pks), 500):
+        chunk = pks[start:start + 500]
+        for pk, content in session.execute(select(R.c.pk, R.c.content).where(R.c.pk.in_(chunk),
+                                                                             R.c.deleted.is_(False))):
+            found[pk] = content
+    return [found[pk] for pk in pks if pk in found]

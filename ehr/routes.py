@@ -1,0 +1,279 @@
+"""FHIR R4 REST API at /fhir, generic over resource type (https://hl7.org/fhir/R4/http.html).
+
+Thin: each route parses, calls the store inside one unit of work, and shapes the HTTP answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from ehr import bundle as bundles
+from ehr.capability import capability_statement
+from ehr.http import (
+    FhirResponse,
+    base_url,
+    bundle_entry,
+    check_accept,
+    int_param,
+    json_body,
+    paged_links,
+    prefer_lenient,
+    prefer_return,
+    resource_response,
+)
+from ehr.operations.everything import everything
+from ehr.operations.validate import validate_operation
+from ehr.outcome import information
+from ehr.search import query as q
+from ehr.search.engine import search
+from ehr.service import FhirStore, WriteResult
+from ehr.validation import is_resource_type
+from himhis.errors import InvalidError, NotFoundError
+from identity.dependencies import get_principal
+from identity.principal import Principal
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(check_accept)])
+public = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+
+def _db(request: Request):
+    return request.app.state.db
+
+
+def _store(request: Request, session) -> FhirStore:
+    return FhirStore(session, base_url=base_url(request))
+
+
+async def _run(request: Request, fn, *, write: bool):
+    return await run_in_threadpool(_db(request).run, fn, write=write)
+
+
+def _type(res_type: str) -> str:
+    if not is_resource_type(res_type):
+        raise NotFoundError(f"'{res_type}' is not a FHIR R4 resource type", code="not-supported")
+    return res_type
+
+
+def _since(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    from ehr.search.normalize import parse_fhir_date
+
+    try:
+        return parse_fhir_date(raw)[0]
+    except ValueError as exc:
+        raise InvalidError(f"'{name}' is not a valid instant: {exc}", expression=[name]) from exc
+
+
+def _write_response(request: Request, result: WriteResult) -> FhirResponse:
+    mode = prefer_return(request)
+    resp = resource_response(result.stored, status=result.status, base=base_url(request),
+                             body=mode == "representation")
+    if mode == "OperationOutcome":
+        resp.body = resp.render(information(f"{result.stored.res_type}/{result.stored.res_id} stored as "
+                                            f"version {result.stored.version_id}"))
+        resp.headers["content-length"] = str(len(resp.body))
+    return resp
+
+
+@public.get("/metadata")
+async def metadata(request: Request) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#capabilities — public, as the spec requires."""
+    return FhirResponse(capability_statement(request.app.state.settings, base_url(request)))
+
+
+@router.post("")
+@router.post("/")
+async def batch_or_transaction(request: Request, principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#transaction"""
+    body = await json_body(request)
+    lenient = prefer_lenient(request)
+
+    def get(session, url: str):
+        return _get_entry(request, session, url, lenient)
+
+    runner = bundles.db_runner(_db(request), base_url=base_url(request))
+    result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get)
+    return FhirResponse(result)
+
+
+def _get_entry(request: Request, session, url: str, lenient: bool) -> tuple[int, dict]:
+    """GET inside a Bundle: read, vread or search."""
+    path, _, query = url.partition("?")
+    parts = [p for p in path.strip("/").split("/") if p]
+    store = _store(request, session)
+    if len(parts) == 1:
+        return 200, search(session, _type(parts[0]), q.parse_query(query), base=base_url(request),
+                           lenient=lenient)
+    if len(parts) == 2:
+        return 200, store.read(parts[0], parts[1]).json()
+    if len(parts) == 4 and parts[2] == "_history":
+        return 200, store.vread(parts[0], parts[1], parts[3]).json()
+    raise InvalidError(f"'{url}' is not a read or search URL", code="not-supported")
+
+
+@router.get("/_history")
+async def system_history(request: Request, principal: Principal = Depends(get_principal)) -> FhirResponse:
+    return await _history(request, None, None)
+
+
+async def _history(request: Request, res_type: str | None, res_id: str | None) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#history"""
+    count = int_param(request, "_count", request.app.state.settings.default_page_size)
+    offset = int_param(request, "_offset", 0, maximum=10**9)
+    since, at = _since(request, "_since"), _since(request, "_at")
+    versions, total = await _run(request, lambda s: _store(request, s).history(
+        res_type, res_id, since=since, at=at, count=count, offset=offset), write=False)
+    base = base_url(request)
+    return FhirResponse({"resourceType": "Bundle", "type": "history", "total": total,
+                         "link": paged_links(request, offset=offset, count=count, total=total),
+                         "entry": [bundle_entry(v, base, history=True) for v in versions]})
+
+
+@router.get("/{res_type}/_history")
+async def type_history(res_type: str, request: Request,
+                       principal: Principal = Depends(get_principal)) -> FhirResponse:
+    return await _history(request, _type(res_type), None)
+
+
+@router.get("/{res_type}")
+async def search_type(res_type: str, request: Request,
+                      principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#search"""
+    pairs = list(request.query_params.multi_items())
+    return await _search(request, _type(res_type), pairs)
+
+
+@router.post("/{res_type}/_search")
+async def search_post(res_type: str, request: Request,
+                      principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """Search by POST with form-encoded parameters (https://hl7.org/fhir/R4/search.html#Introduction)."""
+    form = await request.form()
+    pairs = list(request.query_params.multi_items()) + [(k, str(v)) for k, v in form.multi_items()]
+    return await _search(request, _type(res_type), pairs)
+
+
+async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]]) -> FhirResponse:
+    lenient = prefer_lenient(request)
+    page = request.app.state.settings.default_page_size
+    result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
+                                                  default_count=page), write=False)
+    return FhirResponse(result)
+
+
+@router.post("/{res_type}")
+async def create(res_type: str, request: Request, principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#create; ``If-None-Exist`` makes it conditional."""
+    body = await json_body(request)
+    res_type = _type(res_type)
+    cond = request.headers.get("if-none-exist")
+    if cond and "?" in cond:
+        cond = cond.split("?", 1)[1]
+    result = await _run(request, lambda s: _store(request, s).create(body, if_none_exist=cond, res_type=res_type),
+                        write=True)
+    return _write_response(request, result)
+
+
+@router.put("/{res_type}")
+async def conditional_update(res_type: str, request: Request,
+                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#cond-update"""
+    body = await json_body(request)
+    criteria = request.url.query
+    if not criteria:
+        raise InvalidError("A PUT to a type needs search criteria (conditional update) or an id in the URL",
+                           code="required")
+    res_type = _type(res_type)
+    result = await _run(request, lambda s: _store(request, s).conditional_update(res_type, criteria, body),
+                        write=True)
+    return _write_response(request, result)
+
+
+@router.delete("/{res_type}")
+async def conditional_delete(res_type: str, request: Request,
+                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+    criteria = request.url.query
+    if not criteria:
+        raise InvalidError("A DELETE on a type needs search criteria", code="required")
+    res_type = _type(res_type)
+    await _run(request, lambda s: _store(request, s).conditional_delete(res_type, criteria), write=True)
+    return FhirResponse(information("Deleted"), status_code=200)
+
+
+@router.post("/{res_type}/$validate")
+async def validate_type(res_type: str, request: Request,
+                        principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/resource-operation-validate.html"""
+    body = await json_body(request)
+    result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, None),
+                        write=False)
+    return FhirResponse(result)
+
+
+@router.post("/{res_type}/{res_id}/$validate")
+async def validate_instance(res_type: str, res_id: str, request: Request,
+                            principal: Principal = Depends(get_principal)) -> FhirResponse:
+    body = await json_body(request)
+    result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, res_id),
+                        write=False)
+    return FhirResponse(result)
+
+
+@router.get("/Patient/{res_id}/$everything")
+async def patient_everything(res_id: str, request: Request,
+                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/patient-operation-everything.html"""
+    since = _since(request, "_since")
+    types = request.query_params.get("_type")
+    result = await _run(request, lambda s: everything(_store(request, s), res_id, base=base_url(request),
+                                                      since=since, types=types.split(",") if types else None),
+                        write=False)
+    return FhirResponse(result)
+
+
+@router.get("/{res_type}/{res_id}")
+async def read(res_type: str, res_id: str, request: Request,
+               principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#read"""
+    stored = await _run(request, lambda s: _store(request, s).read(_type(res_type), res_id), write=False)
+    return resource_response(stored, base=base_url(request))
+
+
+@router.put("/{res_type}/{res_id}")
+async def update(res_type: str, res_id: str, request: Request,
+                 principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#update; ``If-Match`` guards against lost updates."""
+    body = await json_body(request)
+    if_match = request.headers.get("if-match")
+    res_type = _type(res_type)
+    result = await _run(request, lambda s: _store(request, s).update(res_type, res_id, body, if_match=if_match),
+                        write=True)
+    return _write_response(request, result)
+
+
+@router.delete("/{res_type}/{res_id}")
+async def delete(res_type: str, res_id: str, request: Request,
+                 principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#delete"""
+    result = await _run(request, lambda s: _store(request, s).delete(_type(res_type), res_id), write=True)
+    return FhirResponse(information(f"{res_type}/{res_id} deleted"), status_code=200,
+                        headers={"ETag": result.stored.etag})
+
+
+@router.get("/{res_type}/{res_id}/_history")
+async def instance_history(res_type: str, res_id: str, request: Request,
+                           principal: Principal = Depends(get_principal)) -> FhirResponse:
+    return await _history(request, _type(res_type), res_id)
+
+
+@router.get("/{res_type}/{res_id}/_history/{version_id}")
+async def vread(res_type: str, res_id: str, version_id: str, request: Request,
+                principal: Principal = Depends(get_principal)) -> FhirResponse:
+    """https://hl7.org/fhir/R4/http.html#vread"""
+    stored = await _run(request, lambda s: _store(request, s).vread(_type(res_type), res_id, version_id),
+                        write=False)
+    return resource_response(stored, base=base_url(request))

@@ -1,0 +1,291 @@
+"""The FHIR store: the RESTful interactions over one repository, generic over resource type.
+
+https://hl7.org/fhir/R4/http.html — every method takes the caller's open session and only
+flushes; the caller's unit of work commits or rolls back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from ehr import repository as repo
+from ehr.references import classify, iter_references
+from ehr.search import query as q
+from ehr.search.extract import extract
+from ehr.validation import check_id, is_resource_type, validate_resource
+from himhis.errors import (
+    ConflictError,
+    GoneError,
+    InvalidError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+
+
+def instant(dt: datetime) -> str:
+    """A naive-UTC datetime as a FHIR instant (https://hl7.org/fhir/R4/datatypes.html#instant)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+@dataclass(slots=True)
+class Stored:
+    """One version of a resource as stored: its JSON text, or None for a deletion."""
+
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: datetime
+    text: str | None
+    method: str = "PUT"
+
+    @property
+    def deleted(self) -> bool:
+        return self.text is None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    @property
+    def location(self) -> str:
+        return f"{self.res_type}/{self.res_id}/_history/{self.version_id}"
+
+    def json(self) -> dict:
+        return orjson.loads(self.text) if self.text else {}
+
+
+@dataclass(slots=True)
+class WriteResult:
+    stored: Stored
+    status: int  # 201 created, 200 updated or matched, 204 nothing to delete
+    created: bool = False
+    content: dict | None = field(default=None, repr=False)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _stored(row: Row) -> Stored:
+    return Stored(row.res_type, row.res_id, row.version_id, row.last_updated, None if row.deleted else row.content,
+                  getattr(row, "method", "PUT"))
+
+
+def criteria_key(res_type: str, criteria: str) -> int:
+    """A signed 64-bit lock key for a conditional operation's criteria, order-insensitive."""
+    canon = "&".join(sorted(criteria.split("&")))
+    digest = hashlib.blake2b(f"{res_type}?{canon}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class FhirStore:
+    """Create, read, vread, update, delete, history and conditional variants over one session."""
+
+    def __init__(self, session: Session, *, base_url: str | None = None) -> None:
+        self.session = session
+        self.base_url = base_url
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def read(self, res_type: str, res_id: str) -> Stored:
+        """https://hl7.org/fhir/R4/http.html#read — 404 if unknown, 410 if deleted."""
+        self._check_type(res_type)
+        row = repo.current(self.session, res_type, res_id)
+        if row is None:
+            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise GoneError(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version_id}"'})
+        return _stored(row)
+
+    def vread(self, res_type: str, res_id: str, version_id: str) -> Stored:
+        """https://hl7.org/fhir/R4/http.html#vread"""
+        self._check_type(res_type)
+        if not version_id.isdigit():
+            raise NotFoundError(f"{res_type}/{res_id} has no version '{version_id}'")
+        row = repo.version(self.session, res_type, res_id, int(version_id))
+        if row is None:
+            raise NotFoundError(f"{res_type}/{res_id} has no version {version_id}")
+        if row.deleted:
+            raise GoneError(f"Version {version_id} of {res_type}/{res_id} is a deletion")
+        return _stored(row)
+
+    def history(self, res_type: str | None = None, res_id: str | None = None, *, since: datetime | None = None,
+                at: datetime | None = None, count: int = 50, offset: int = 0) -> tuple[list[Stored], int]:
+        """https://hl7.org/fhir/R4/http.html#history — newest first."""
+        if res_type:
+            self._check_type(res_type)
+        if res_id and repo.current(self.session, res_type, res_id) is None:
+            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        rows, total = repo.history(self.session, res_type=res_type, res_id=res_id, since=since, at=at,
+                                   limit=count, offset=offset)
+        return [_stored(r) for r in rows], total
+
+    def search_ids(self, res_type: str, criteria: str | list[tuple[str, str]]) -> list[str]:
+        """Ids of live resources matching search criteria (used by conditional interactions)."""
+        crits = q.criteria(res_type, q.parse_query(criteria))
+        if not crits:
+            raise InvalidError("Conditional criteria must name at least one search parameter",
+                               code="required")
+        return [row.res_id for row in self.session.execute(q.select_pks(res_type, crits).limit(3))]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def create(self, data: dict, *, if_none_exist: str | None = None, res_type: str | None = None,
+               resolved: Iterable[tuple[str, str]] = ()) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#create (and #ccreate with ``If-None-Exist``)."""
+        rtype = validate_resource(data, expected_type=res_type)
+        if if_none_exist:
+            repo.lock_key(self.session, criteria_key(rtype, if_none_exist))
+            matches = self.search_ids(rtype, if_none_exist)
+            if len(matches) > 1:
+                raise PreconditionFailedError(f"If-None-Exist '{if_none_exist}' matches {len(matches)} "
+                                              f"{rtype} resources")
+            if matches:
+                return WriteResult(self.read(rtype, matches[0]), 200)
+        rid = new_id()
+        return self._put(rtype, rid, data, existing=None, resolved=resolved, method="POST")
+
+    def update(self, res_type: str, res_id: str, data: dict, *, if_match: str | None = None,
+               resolved: Iterable[tuple[str, str]] = ()) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#update — creates when the id is new (update as create)."""
+        rtype = validate_resource(data, expected_type=res_type)
+        check_id(res_id)
+        body_id = data.get("id")
+        if body_id is None:
+            raise InvalidError("The resource in an update must carry an 'id'", code="required",
+                               expression=[f"{rtype}.id"])
+        if body_id != res_id:
+            raise InvalidError(f"The resource id '{body_id}' does not match the URL's id '{res_id}'",
+                               expression=[f"{rtype}.id"])
+        existing = repo.current(self.session, rtype, res_id, lock=True)
+        if if_match is not None:
+            wanted = _etag_version(if_match)
+            if existing is None or existing.deleted or existing.version_id != wanted:
+                have = "does not exist" if existing is None else f"is at version {existing.version_id}"
+                raise PreconditionFailedError(f"If-Match asked for version {wanted} of {rtype}/{res_id}, "
+                                              f"which {have}")
+        return self._put(rtype, res_id, data, existing=existing, resolved=resolved, method="PUT")
+
+    def conditional_update(self, res_type: str, criteria: str, data: dict,
+                           resolved: Iterable[tuple[str, str]] = ()) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#cond-update"""
+        rtype = validate_resource(data, expected_type=res_type)
+        repo.lock_key(self.session, criteria_key(rtype, criteria))
+        matches = self.search_ids(rtype, criteria)
+        if len(matches) > 1:
+            raise PreconditionFailedError(f"Conditional update '{criteria}' matches {len(matches)} {rtype} "
+                                          "resources")
+        body_id = data.get("id")
+        if matches:
+            if body_id is not None and body_id != matches[0]:
+                raise InvalidError(f"The resource id '{body_id}' differs from the id '{matches[0]}' that the "
+                                   "criteria matched", expression=[f"{rtype}.id"])
+            data = {**data, "id": matches[0]}
+            return self.update(rtype, matches[0], data, resolved=resolved)
+        rid = body_id or new_id()
+        if body_id is not None:
+            check_id(body_id)
+            if repo.current(self.session, rtype, body_id) is not None:
+                raise ConflictError(f"{rtype}/{body_id} exists but does not match '{criteria}'")
+        return self._put(rtype, rid, {**data, "id": rid}, existing=None, resolved=resolved, method="PUT")
+
+    def delete(self, res_type: str, res_id: str) -> WriteResult:
+        """https://hl7.org/fhir/R4/http.html#delete — a new version that marks the deletion."""
+        self._check_type(res_type)
+        existing = repo.current(self.session, res_type, res_id, lock=True)
+        if existing is None:
+            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        if existing.deleted:
+            return WriteResult(_stored(existing), 200)
+        now = repo.utcnow()
+        pending = repo.Pending(res_type, res_id, existing.version_id + 1, now, "DELETE", None, (),
+                               existing.pk, existing.version_id)
+        repo.write(self.session, [pending])
+        return WriteResult(Stored(res_type, res_id, pending.version_id, now, None, "DELETE"), 200)
+
+    def conditional_delete(self, res_type: str, criteria: str) -> WriteResult | None:
+        """https://hl7.org/fhir/R4/http.html#3.1.0.7.1 (single match only)."""
+        self._check_type(res_type)
+        matches = self.search_ids(res_type, criteria)
+        if len(matches) > 1:
+            raise PreconditionFailedError(f"Conditional delete '{criteria}' matches {len(matches)} "
+                                          f"{res_type} resources")
+        return self.delete(res_type, matches[0]) if matches else None
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _check_type(self, res_type: str) -> None:
+        if not is_resource_type(res_type):
+            raise NotFoundError(f"'{res_type}' is not a FHIR R4 resource type", code="not-supported")
+
+    def _put(self, rtype: str, rid: str, data: dict, *, existing: Row | None, method: str,
+             resolved: Iterable[tuple[str, str]]) -> WriteResult:
+        self.check_references([(rtype, data)], allowed=set(resolved) | {(rtype, rid)})
+        pending, content = self.prepare(rtype, rid, data, existing, method)
+        repo.write(self.session, [pending])
+        created = existing is None or existing.deleted
+        stored = Stored(rtype, rid, pending.version_id, pending.last_updated, pending.text, method)
+        return WriteResult(stored, 201 if created else 200, created=created, content=content)
+
+    def prepare(self, rtype: str, rid: str, data: dict, existing: Row | None, method: str,
+                now: datetime | None = None) -> tuple[repo.Pending, dict]:
+        """Stamp id and meta, serialise and extract search values for one new version."""
+        now = now or repo.utcnow()
+        vid = 1 if existing is None else existing.version_id + 1
+        meta = dict(data.get("meta") or {})
+        meta["versionId"] = str(vid)
+        meta["lastUpdated"] = instant(now)
+        content = {"resourceType": rtype, "id": rid, **{k: v for k, v in data.items()
+                                                          if k not in ("resourceType", "id", "meta")}}
+        content["meta"] = meta
+        text = orjson.dumps(content).decode()
+        pending = repo.Pending(rtype, rid, vid, now, method, text, extract(content),
+                               existing.pk if existing is not None else None,
+                               existing.version_id if existing is not None else None)
+        return pending, content
+
+    def check_references(self, items: Sequence[tuple[str, dict]], *, allowed: set[tuple[str, str]]) -> None:
+        """Every relative reference must name a live resource, or one being written alongside it."""
+        wanted: dict[tuple[str, str], str] = {}
+        for rtype, data in items:
+            for path, raw in iter_references(data, rtype):
+                ref = classify(raw, base_url=self.base_url)
+                if ref.kind == "urn":
+                    raise InvalidError(f"{path}: the reference '{raw}' is a urn: reference, which can only be "
+                                       "resolved inside a transaction Bundle", code="invalid", expression=[path])
+                if ref.kind == "conditional":
+                    raise InvalidError(f"{path}: the conditional reference '{raw}' can only be resolved inside "
+                                       "a transaction Bundle", code="invalid", expression=[path])
+                if ref.kind == "relative" and (ref.res_type, ref.res_id) not in allowed:
+                    if not is_resource_type(ref.res_type):
+                        raise InvalidError(f"{path}: '{ref.res_type}' in reference '{raw}' is not a resource type",
+                                           expression=[path])
+                    wanted.setdefault((ref.res_type, ref.res_id), path)
+        if not wanted:
+            return
+        found = repo.current_many(self.session, wanted)
+        for key, path in wanted.items():
+            row = found.get(key)
+            if row is None or row.deleted:
+                raise InvalidError(f"{path}: the reference '{key[0]}/{key[1]}' points to a resource that "
+                                   f"{'was deleted' if row is not None else 'does not exist'}",
+                                   code="not-found", expression=[path])
+
+
+def _etag_version(value: str) -> int:
+    """Version number from an ETag such as ``W/"3"`` (https://hl7.org/fhir/R4/http.html#concurrency)."""
+    v = value.strip()
+    if v.startswith("W/"):
+        v = v[2:]
+    v = v.strip('"')
+    if not v.isdigit():
+        raise InvalidError(f"If-Match '{value}' is not a version ETag such as W/\"3\"", code="value")
+    return int(v)

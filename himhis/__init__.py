@@ -1,0 +1,1 @@
+"""HimHIS platform shell: configuration, database, application factory and command line."""

@@ -1,0 +1,111 @@
+"""The ``himhis`` command line: serve, db upgrade, seed-demo, import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from himhis.config import get_settings
+
+app = typer.Typer(help="HimHIS hospital information system and FHIR record store.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _database():
+    from himhis.db import Database
+
+    return Database(get_settings().database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Alembic revision to upgrade to")) -> None:
+    """Apply the schema migrations (Alembic) to HIMHIS_DATABASE_URL."""
+    from himhis.migrate import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    console.print(f"Database at {_safe_url()} is at revision {revision}.")
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+@app.command("seed-demo")
+def seed_demo(
+    if_empty: bool = typer.Option(False, "--if-empty", help="Only seed when the record holds no patients"),
+    patients: int = typer.Option(300, help="How many synthetic patients"),
+    seed: int = typer.Option(20261124, help="Random seed (the same seed gives the same data)"),
+) -> None:
+    """Load the demo facilities, wards, beds, staff and synthetic patients."""
+    from himhis.demo.seed import has_patients, seed_database
+
+    db = _database()
+    if if_empty and db.run(has_patients, write=False):
+        console.print("Demo data already present; nothing to seed.")
+        return
+    with _progress() as progress:
+        task = progress.add_task("Seeding demo data", total=None)
+        n = seed_database(db, seed=seed, patients=patients, progress=lambda k: progress.advance(task, k))
+    console.print(f"Seeded {n} demo resources.")
+
+
+@app.command("import")
+def import_(files: list[Path] = typer.Argument(..., help="FHIR Bundle (.json) or NDJSON (.ndjson) files or "
+                                                       "directories of them")) -> None:
+    """Import FHIR data; an interrupted import resumes where it stopped."""
+    from ehr.importer import count_entries, expand, import_files
+
+    paths = expand(files)
+    total = sum(count_entries(p) for p in paths)
+    db = _database()
+    with _progress() as progress:
+        task = progress.add_task("Importing", total=total)
+        report = import_files(db, paths, base_url=get_settings().base_url + "/fhir",
+                              progress=lambda k: progress.advance(task, k))
+    skipped = sum(1 for f in report.files if f.skipped)
+    console.print(f"Imported {report.resources} resources from {len(report.files) - skipped} files"
+                  f"{f' ({skipped} already imported)' if skipped else ''}.")
+    for f in report.failed:
+        console.print(f"[red]{f.path}: {f.error}[/red]")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+          port: int = typer.Option(8000, help="Port to listen on"),
+          workers: int = typer.Option(1, help="Worker processes")) -> None:
+    """Serve the API and pages."""
+    import uvicorn
+
+    settings = get_settings()
+    url = f"http://{host}:{port}"
+    console.print(f"HimHIS ({settings.environment}) on [bold]{url}[/bold] — FHIR base {url}/fhir")
+    if not settings.is_production:
+        from identity.devidp.realm import DevRealm
+
+        console.print("Demo logins, all with password 'demo':")
+        for user in DevRealm.load().demo_logins():
+            where = f", {user.facility}" if user.facility else ""
+            who = f", Patient/{user.patient}" if user.patient else ""
+            console.print(f"  {user.username:<14} {', '.join(r for r in user.roles if not r.startswith('default-roles'))}{where}{who}")
+        console.print(f"Lab gateway client: lab-gateway / {settings.lab_client_secret} (client credentials)")
+        console.print(f"Tokens: POST {settings.oidc_issuer}/protocol/openid-connect/token")
+    uvicorn.run("himhis.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+if __name__ == "__main__":
+    app()

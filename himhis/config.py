@@ -1,0 +1,48 @@
+"""Configuration from environment variables prefixed ``HIMHIS_`` (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting HimHIS reads; the defaults are the embedded development set-up."""
+
+    model_config = SettingsConfigDict(env_prefix="HIMHIS_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'himhis.db'}")
+    broker_url: str = "memory://"
+    var_dir: Path = ROOT / "var"
+
+    base_url: str = "http://127.0.0.1:8000"
+    oidc_issuer: str = "http://127.0.0.1:8000/realms/himhis"
+    oidc_audience: str = "himhis-api"
+    oidc_client_id: str = "himhis-ward"
+    oidc_client_secret: str = ""
+    lab_client_secret: str = "lab-secret"
+    session_secret: str = "development-session-secret"
+
+    max_request_bytes: int = 32 * 1024 * 1024
+    default_page_size: int = 50
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def tasks_in_process(self) -> bool:
+        """Celery runs tasks eagerly in-process when no real broker is configured."""
+        return self.broker_url.startswith("memory://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
