@@ -28,7 +28,7 @@ from ehr.operations.everything import everything
 from ehr.operations.validate import validate_operation
 from ehr.outcome import information
 from ehr.search import query as q
-from ehr.search.engine import search
+from ehr.search.engine import keep_pages, search
 from ehr.service import FhirStore, WriteResult
 from ehr.validation import is_resource_type
 from himhis.errors import InvalidError, NotFoundError
@@ -160,8 +160,13 @@ async def search_post(res_type: str, request: Request,
 async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]]) -> FhirResponse:
     lenient = prefer_lenient(request)
     page = request.app.state.settings.default_page_size
+    db = _db(request)
+
+    def keep(pks: list[int]) -> str:
+        return db.run(lambda s: keep_pages(s, pks))
+
     result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
-                                                  default_count=page), write=False)
+                                                  default_count=page, keep=keep), write=False)
     return FhirResponse(result)
 
 

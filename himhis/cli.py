@@ -95,7 +95,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
         for user in DevRealm.load().demo_logins():
             where = f", {user.facility}" if user.facility else ""
             who = f", Patient/{user.patient}" if user.patient else ""
-            console.print(f"  {user.username:<14} {', '.join(r for r in user.roles if not r.startswith('default-roles'))}{where}{who}")
+            roles = ", ".join(r for r in user.roles if not r.startswith("default-roles"))
+            console.print(f"  {user.username:<14} {roles}{where}{who}")
         console.print(f"Lab gateway client: lab-gateway / {settings.lab_client_secret} (client credentials)")
         console.print(f"Tokens: POST {settings.oidc_issuer}/protocol/openid-connect/token")
     uvicorn.run("himhis.app:create_app", factory=True, host=host, port=port, workers=workers,

@@ -1,6 +1,9 @@
 """Search criteria to SQL: one predicate builder per parameter type (https://hl7.org/fhir/R4/search.html).
 
-The same statements run on SQLite and PostgreSQL: only the index tables are read, never JSON.
+Each builder returns the set of matching resource primary keys as a SELECT over one index table,
+so the same criterion can be applied to the searched resources, to the target of a chain, or to the
+source of a ``_has``. Only index tables are read, never JSON: SQLite and PostgreSQL give the same
+answers.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select
+from sqlalchemy.sql import Alias, TableClause
 
 from ehr.search import registry
 from ehr.search.normalize import normalize_string, parse_fhir_date
@@ -30,32 +34,30 @@ from himhis.models import (
 R = Resource.__table__
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # Parameters that shape the result rather than select resources (https://hl7.org/fhir/R4/search.html#return).
-RESULT_PARAMS = {
-    "_count",
-    "_sort",
-    "_include",
-    "_revinclude",
-    "_summary",
-    "_elements",
-    "_total",
-    "_format",
-    "_pretty",
-    "_contained",
-    "_containedType",
-    "_page_token",
-    "_offset",
-}
+RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total", "_format",
+                 "_pretty", "_contained", "_containedType", "_page", "_offset", "_getpages"}
+SPECIAL = {"_id", "_lastUpdated"}
+
+_TABLE = {"token": TokenIndex.__table__, "string": StringIndex.__table__, "reference": ReferenceIndex.__table__,
+          "uri": UriIndex.__table__, "date": DateIndex.__table__, "number": NumberIndex.__table__,
+          "quantity": QuantityIndex.__table__}
+REF = ReferenceIndex.__table__
 
 
 @dataclass(frozen=True, slots=True)
 class Criterion:
+    """One search parameter as given: ``name[:modifier][.chain]=v1,v2`` (values are OR-ed)."""
+
     name: str
     modifier: str | None
-    values: tuple[str, ...]  # OR-ed
+    values: tuple[str, ...]
+    chain: str | None = None  # the rest after the first '.', e.g. "identifier" or "organization.name"
+    has: tuple[str, str, str] | None = None  # _has:Type:param:rest
 
     @property
     def label(self) -> str:
-        return f"{self.name}:{self.modifier}" if self.modifier else self.name
+        base = f"{self.name}:{self.modifier}" if self.modifier else self.name
+        return f"{base}.{self.chain}" if self.chain else base
 
 
 def parse_query(query: str | list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -84,60 +86,118 @@ def split_or(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_key(res_type: str, key: str, value: str, *, lenient: bool = False) -> Criterion | None:
+    """Parse one parameter name against the type's search parameters; unknown → 400 unless lenient."""
+    if key.startswith("_has:"):
+        parts = key.split(":", 3)
+        if len(parts) != 4 or not all(parts[1:]):
+            raise InvalidError(f"'{key}' is not of the form _has:Type:reference-parameter:parameter",
+                               expression=[key])
+        _, src_type, ref_param, rest = parts
+        param = registry.get_param(src_type, ref_param)
+        if param is None or param.type != "reference":
+            raise InvalidError(f"'{ref_param}' is not a reference search parameter of {src_type}",
+                               code="not-supported", expression=[key])
+        inner = parse_key(src_type, rest, value, lenient=False)
+        if inner is None:
+            return None
+        return Criterion("_has", None, split_or(value), has=(src_type, ref_param, rest))
+    head, _, chain = key.partition(".")
+    name, _, modifier = head.partition(":")
+    if name in SPECIAL or registry.get_param(res_type, name):
+        if chain:
+            param = registry.get_param(res_type, name)
+            if param is None or param.type != "reference":
+                raise InvalidError(f"'{name}' is not a reference parameter, so it cannot be chained",
+                                   expression=[key])
+        return Criterion(name, modifier or None, split_or(value), chain or None)
+    if lenient:
+        return None
+    raise InvalidError(f"Unknown search parameter '{key}' for resource type {res_type}", code="not-supported",
+                       expression=[key])
+
+
 def criteria(res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False) -> list[Criterion]:
-    """Check parameter names against the type's search parameters; unknown ones are 400 unless lenient."""
+    """The selecting criteria of a query (AND of the list); result parameters are left out."""
     out: list[Criterion] = []
     for key, value in pairs:
-        if key in RESULT_PARAMS:
+        if key.partition(":")[0] in RESULT_PARAMS:
             continue
-        name, _, modifier = key.partition(":")
-        if name in ("_id", "_lastUpdated") or registry.get_param(res_type, name):
-            out.append(Criterion(name, modifier or None, split_or(value)))
-        elif not lenient:
-            raise InvalidError(
-                f"Unknown search parameter '{key}' for resource type {res_type}",
-                code="not-supported",
-                expression=[key],
-            )
+        crit = parse_key(res_type, key, value, lenient=lenient)
+        if crit is not None:
+            out.append(crit)
     return out
 
 
-def select_pks(res_type: str, crits: list[Criterion]):
+def select_pks(res_type: str, crits: list[Criterion], res: TableClause | Alias = R) -> Select:
     """SELECT pk, id of the live resources of a type matching every criterion."""
-    return select(R.c.pk, R.c.res_id).where(
-        R.c.res_type == res_type, R.c.deleted.is_(False), *[_criterion(res_type, c) for c in crits]
-    )
+    return select(res.c.pk, res.c.res_id).where(res.c.res_type == res_type, res.c.deleted.is_(False),
+                                                *[clause(res_type, c, res) for c in crits])
 
 
-def _criterion(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def clause(res_type: str, c: Criterion, res: TableClause | Alias = R) -> ColumnElement[bool]:
+    """The WHERE clause for one criterion over ``res`` (the resource table or an alias of it)."""
+    if c.has:
+        return _has(res_type, c, res)
     if c.name == "_id":
-        clause = R.c.res_id.in_([v for v in c.values if v])
-        return not_(clause) if c.modifier == "not" else clause
+        ids = res.c.res_id.in_([v for v in c.values if v])
+        return not_(ids) if c.modifier == "not" else ids
     if c.name == "_lastUpdated":
-        return or_(*[_date_clause(R.c.last_updated, R.c.last_updated, v, c) for v in c.values])
+        return or_(*[_date_clause(res.c.last_updated, res.c.last_updated, v, c) for v in c.values])
     param = registry.get_param(res_type, c.name)
-    builder = _BUILDERS.get(param.type)
-    if builder is None:
-        raise InvalidError(
-            f"Search parameter '{c.name}' of type {param.type} is not supported",
-            code="not-supported",
-            expression=[c.label],
-        )
+    if c.chain:
+        return res.c.pk.in_(_chain(res_type, param, c))
     if c.modifier == "missing":
         flag = c.values[0].lower()
-        if flag not in ("true", "false"):
+        if flag not in ("true", "false") or param.type not in _TABLE:
             raise InvalidError(f"'{c.label}' takes true or false", expression=[c.label])
         table = _TABLE[param.type]
-        has = exists().where(table.c.resource_pk == R.c.pk, table.c.param == c.name)
-        return not_(has) if flag == "true" else has
-    return builder(res_type, c)
+        present = select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == c.name)
+        return res.c.pk.not_in(present) if flag == "true" else res.c.pk.in_(present)
+    builder = _BUILDERS.get(param.type)
+    if builder is None:
+        raise InvalidError(f"Search parameter '{c.name}' of type {param.type} is not supported",
+                           code="not-supported", expression=[c.label])
+    pks = builder(res_type, c)
+    if c.modifier == "not":
+        return res.c.pk.not_in(pks)
+    return res.c.pk.in_(pks)
 
 
-def _exists(table, res_type: str, param: str, clause: ColumnElement[bool]) -> ColumnElement[bool]:
-    """``pk IN (matching index rows)``: a semi-join that both planners drive from the index side."""
-    return R.c.pk.in_(
-        select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == param, clause)
-    )
+def _pks(table, res_type: str, param: str, where: ColumnElement[bool]) -> Select:
+    """Primary keys of resources with an index row for ``param`` that matches ``where``."""
+    return select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == param, where)
+
+
+def _chain(res_type: str, param, c: Criterion) -> Select:
+    """``subject:Patient.name=x`` (https://hl7.org/fhir/R4/search.html#chaining): one level, any depth of dots."""
+    targets = [c.modifier] if c.modifier else list(param.targets)
+    nxt, _, _ = c.chain.partition(".")
+    nxt_name = nxt.partition(":")[0]
+    usable = [t for t in targets if nxt_name in SPECIAL or registry.get_param(t, nxt_name)]
+    if not usable:
+        raise InvalidError(f"'{c.label}': none of the target types {targets} has a parameter '{nxt_name}'",
+                           code="not-supported", expression=[c.label])
+    alts = []
+    for target in usable:
+        inner = parse_key(target, c.chain, ",".join(v.replace(",", "\\,") for v in c.values))
+        t = R.alias(f"chain_{target.lower()}")
+        matching = select(t.c.res_id).where(t.c.res_type == target, t.c.deleted.is_(False),
+                                            clause(target, inner, t))
+        alts.append(and_(REF.c.target_type == target, REF.c.target_id.in_(matching)))
+    return _pks(REF, res_type, c.name, or_(*alts))
+
+
+def _has(res_type: str, c: Criterion, res) -> ColumnElement[bool]:
+    """``_has:Observation:patient:code=x`` (https://hl7.org/fhir/R4/search.html#has): reverse chaining."""
+    src_type, ref_param, rest = c.has
+    inner = parse_key(src_type, rest, ",".join(v.replace(",", "\\,") for v in c.values))
+    src = R.alias(f"has_{src_type.lower()}")
+    sources = select(src.c.pk).where(src.c.res_type == src_type, src.c.deleted.is_(False),
+                                     clause(src_type, inner, src))
+    targets = select(REF.c.target_id).where(REF.c.res_type == src_type, REF.c.param == ref_param,
+                                            REF.c.target_type == res_type, REF.c.resource_pk.in_(sources))
+    return res.c.res_id.in_(targets)
 
 
 def _like_escape(s: str) -> str:
@@ -145,34 +205,32 @@ def _like_escape(s: str) -> str:
 
 
 def _unsupported(c: Criterion, kind: str) -> InvalidError:
-    return InvalidError(
-        f"Modifier ':{c.modifier}' is not supported for {kind} parameter '{c.name}'",
-        code="not-supported",
-        expression=[c.label],
-    )
+    return InvalidError(f"Modifier ':{c.modifier}' is not supported for {kind} parameter '{c.name}'",
+                        code="not-supported", expression=[c.label])
 
 
-def _token(res_type: str, c: Criterion) -> ColumnElement[bool]:
-    t = TokenIndex.__table__
+def _token_value(t, v: str, c: Criterion) -> ColumnElement[bool]:
+    if c.modifier == "text":
+        return t.c.text.ilike(f"%{_like_escape(v)}%", escape="\\")
+    if "|" in v:
+        system, _, code = v.partition("|")
+        conds = [t.c.system.is_(None) if system == "" else t.c.system == system]
+        if code:
+            conds.append(t.c.code == code)
+        return and_(*conds)
+    return t.c.code == v
+
+
+def _token(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#token — [system]|[code], :not, :text."""
     if c.modifier not in (None, "not", "text"):
         raise _unsupported(c, "token")
-    alts = []
-    for v in c.values:
-        if c.modifier == "text":
-            alts.append(t.c.text.ilike(f"%{_like_escape(v)}%", escape="\\"))
-        elif "|" in v:
-            system, _, code = v.partition("|")
-            conds = [t.c.system.is_(None) if system == "" else t.c.system == system]
-            if code:
-                conds.append(t.c.code == code)
-            alts.append(and_(*conds))
-        else:
-            alts.append(t.c.code == v)
-    clause = _exists(t, res_type, c.name, or_(*alts))
-    return not_(clause) if c.modifier == "not" else clause
+    t = TokenIndex.__table__
+    return _pks(t, res_type, c.name, or_(*[_token_value(t, v, c) for v in c.values]))
 
 
-def _string(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _string(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#string — starts-with, :exact, :contains; case and accent blind."""
     t = StringIndex.__table__
     alts = []
     for v in c.values:
@@ -184,13 +242,18 @@ def _string(res_type: str, c: Criterion) -> ColumnElement[bool]:
             alts.append(t.c.normalized.like(f"{_like_escape(normalize_string(v))}%", escape="\\"))
         else:
             raise _unsupported(c, "string")
-    return _exists(t, res_type, c.name, or_(*alts))
+    return _pks(t, res_type, c.name, or_(*alts))
 
 
-def _reference(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _reference(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#reference — Type/id, id, absolute URL, :Type, :identifier."""
     if c.modifier == "identifier":
-        return _token(res_type, Criterion(f"{c.name}:identifier", None, c.values))
-    t = ReferenceIndex.__table__
+        t = TokenIndex.__table__
+        return _pks(t, res_type, f"{c.name}:identifier",
+                    or_(*[_token_value(t, v, Criterion(c.name, None, ())) for v in c.values]))
+    if c.modifier and not c.modifier[:1].isupper():
+        raise _unsupported(c, "reference")
+    t = REF
     alts = []
     for v in c.values:
         if v.startswith(("http://", "https://", "urn:")):
@@ -202,18 +265,26 @@ def _reference(res_type: str, c: Criterion) -> ColumnElement[bool]:
             alts.append(and_(t.c.target_type == c.modifier, t.c.target_id == v))
         else:
             alts.append(t.c.target_id == v)
-    return _exists(t, res_type, c.name, or_(*alts))
+    return _pks(t, res_type, c.name, or_(*alts))
 
 
-def _uri(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _uri(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#uri — exact, :below (prefix), :above (the value starts with it)."""
     t = UriIndex.__table__
     if c.modifier == "below":
         alts = [t.c.uri.like(f"{_like_escape(v)}%", escape="\\") for v in c.values]
+    elif c.modifier == "above":
+        alts = [and_(t.c.uri.in_(_prefixes(v))) for v in c.values]
     elif c.modifier is None:
         alts = [t.c.uri == v for v in c.values]
     else:
         raise _unsupported(c, "uri")
-    return _exists(t, res_type, c.name, or_(*alts))
+    return _pks(t, res_type, c.name, or_(*alts))
+
+
+def _prefixes(uri: str) -> list[str]:
+    parts = uri.split("/")
+    return ["/".join(parts[:i]) for i in range(3, len(parts) + 1)]
 
 
 def _prefix(value: str, c: Criterion) -> tuple[str, str]:
@@ -229,9 +300,8 @@ def _date_clause(low_col, high_col, raw: str, c: Criterion) -> ColumnElement[boo
     try:
         plow, phigh = parse_fhir_date(value)
     except ValueError as exc:
-        raise InvalidError(
-            f"Invalid date '{value}' for search parameter '{c.label}': {exc}", expression=[c.label]
-        ) from exc
+        raise InvalidError(f"Invalid date '{value}' for search parameter '{c.label}': {exc}",
+                           expression=[c.label]) from exc
     return _range(prefix, low_col, high_col, plow, phigh)
 
 
@@ -259,9 +329,10 @@ def _range(prefix: str, low, high, plow, phigh) -> ColumnElement[bool]:
     return false()
 
 
-def _date(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _date(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#date — prefixes over the value's precision range."""
     t = DateIndex.__table__
-    return _exists(t, res_type, c.name, or_(*[_date_clause(t.c.low, t.c.high, v, c) for v in c.values]))
+    return _pks(t, res_type, c.name, or_(*[_date_clause(t.c.low, t.c.high, v, c) for v in c.values]))
 
 
 def _decimal(value: str, c: Criterion) -> tuple[Decimal, Decimal, Decimal]:
@@ -269,9 +340,8 @@ def _decimal(value: str, c: Criterion) -> tuple[Decimal, Decimal, Decimal]:
     try:
         d = Decimal(value)
     except InvalidOperation as exc:
-        raise InvalidError(
-            f"Invalid number '{value}' for search parameter '{c.label}'", expression=[c.label]
-        ) from exc
+        raise InvalidError(f"Invalid number '{value}' for search parameter '{c.label}'",
+                           expression=[c.label]) from exc
     if not d.is_finite():
         raise InvalidError(f"Invalid number '{value}' for search parameter '{c.label}'", expression=[c.label])
     half = Decimal(5).scaleb(d.as_tuple().exponent - 1)
@@ -281,65 +351,108 @@ def _decimal(value: str, c: Criterion) -> tuple[Decimal, Decimal, Decimal]:
 def _compare(col, prefix: str, d: Decimal, lo: Decimal, hi: Decimal) -> ColumnElement[bool]:
     f, flo, fhi = float(d), float(lo), float(hi)
     return {
-        "eq": and_(col >= flo, col < fhi),
-        "ne": or_(col < flo, col >= fhi),
-        "gt": col > f,
-        "lt": col < f,
-        "ge": col >= f,
-        "le": col <= f,
-        "sa": col > f,
-        "eb": col < f,
+        "eq": and_(col >= flo, col < fhi), "ne": or_(col < flo, col >= fhi), "gt": col > f, "lt": col < f,
+        "ge": col >= f, "le": col <= f, "sa": col > f, "eb": col < f,
         "ap": and_(col >= min(f * 0.9, f * 1.1), col <= max(f * 0.9, f * 1.1)),
     }[prefix]
 
 
-def _number(res_type: str, c: Criterion) -> ColumnElement[bool]:
+def _number(res_type: str, c: Criterion) -> Select:
+    """https://hl7.org/fhir/R4/search.html#number"""
     t = NumberIndex.__table__
     alts = []
     for v in c.values:
         prefix, value = _prefix(v, c)
         alts.append(_compare(t.c.value, prefix, *_decimal(value, c)))
-    return _exists(t, res_type, c.name, or_(*alts))
+    return _pks(t, res_type, c.name, or_(*alts))
 
 
-def _quantity(res_type: str, c: Criterion) -> ColumnElement[bool]:
-    """``[prefix]number|system|code``; compared in canonical UCUM units when the unit converts."""
+def _quantity_value(t, v: str, c: Criterion) -> ColumnElement[bool]:
+    prefix, rest = _prefix(v, c)
+    number, _, unit = rest.partition("|")
+    system, _, code = unit.partition("|")
+    d, lo, hi = _decimal(number, c)
+    cval, ccode = canonical(d, system or None, code or None)
+    if cval is not None:
+        clo, chi = canonical(lo, system, code)[0], canonical(hi, system, code)[0]
+        return and_(t.c.canonical_code == ccode, _compare(t.c.canonical_value, prefix, cval, clo, chi))
+    conds = [_compare(t.c.value, prefix, d, lo, hi)]
+    if code:
+        conds.append(or_(t.c.code == code, t.c.unit == code))
+    if system:
+        conds.append(t.c.system == system)
+    return and_(*conds)
+
+
+def _quantity(res_type: str, c: Criterion) -> Select:
+    """``[prefix]number|system|code``, compared in canonical UCUM units when the unit converts
+    (https://hl7.org/fhir/R4/search.html#quantity)."""
     t = QuantityIndex.__table__
+    return _pks(t, res_type, c.name, or_(*[_quantity_value(t, v, c) for v in c.values]))
+
+
+def _composite(res_type: str, c: Criterion) -> Select:
+    """``code-value-quantity=loinc|8480-6$gt140`` (https://hl7.org/fhir/R4/search.html#composite).
+
+    Components are matched on the same resource; the index keeps no grouping within repeating
+    elements, so for ``component``-based composites two components may each satisfy one half.
+    """
+    param = registry.get_param(res_type, c.name)
+    parts = []
+    for url, _expr in param.components:
+        code = url.rsplit("-", 1)[-1] if "/" in url else url
+        sub = next((p for p in registry.params_for(res_type).values() if p.url == url), None)
+        parts.append(sub.code if sub else code)
     alts = []
     for v in c.values:
-        prefix, rest = _prefix(v, c)
-        number, _, unit = rest.partition("|")
-        system, _, code = unit.partition("|")
-        d, lo, hi = _decimal(number, c)
-        cval, ccode = canonical(d, system or None, code or None)
-        if cval is not None:
-            clo, chi = canonical(lo, system, code)[0], canonical(hi, system, code)[0]
-            conds = [t.c.canonical_code == ccode, _compare(t.c.canonical_value, prefix, cval, clo, chi)]
+        pieces = v.split("$")
+        if len(pieces) != len(parts):
+            raise InvalidError(f"'{c.label}={v}' needs {len(parts)} values joined by '$'", expression=[c.label])
+        subs = []
+        for code, piece in zip(parts, pieces, strict=True):
+            sub = registry.get_param(res_type, code)
+            if sub is None or sub.type not in _BUILDERS or sub.type == "composite":
+                raise InvalidError(f"Composite '{c.name}' uses an unsupported component '{code}'",
+                                   code="not-supported", expression=[c.label])
+            subs.append(_BUILDERS[sub.type](res_type, Criterion(code, None, (piece,))))
+        pk = subs[0].selected_columns[0]
+        alts.append(subs[0].where(*[pk.in_(s) for s in subs[1:]]))
+    if len(alts) == 1:
+        return alts[0]
+    return select(alts[0].subquery().c[0]).union(*alts[1:])
+
+
+_BUILDERS: dict[str, Callable[[str, Criterion], Select]] = {
+    "token": _token, "string": _string, "reference": _reference, "uri": _uri, "date": _date,
+    "number": _number, "quantity": _quantity, "composite": _composite,
+}
+
+# Sort keys (https://hl7.org/fhir/R4/search.html#sort): the column each parameter type sorts by.
+_SORT_COLUMN = {"string": "normalized", "token": "code", "date": "low", "number": "value", "quantity": "value",
+                "uri": "uri", "reference": "target_id"}
+
+
+def sort_columns(res_type: str, sort: str | None, res: TableClause | Alias = R) -> list:
+    """ORDER BY for ``_sort=a,-b``; the primary key last so equal keys keep a stable order."""
+    if not sort:
+        return [res.c.last_updated.desc(), res.c.pk.desc()]
+    out = []
+    for key in sort.split(","):
+        desc = key.startswith("-")
+        name = key.lstrip("-")
+        if name == "_lastUpdated":
+            col = res.c.last_updated
+        elif name == "_id":
+            col = res.c.res_id
         else:
-            conds = [_compare(t.c.value, prefix, d, lo, hi)]
-            if code:
-                conds.append(or_(t.c.code == code, t.c.unit == code))
-            if system:
-                conds.append(t.c.system == system)
-        alts.append(and_(*conds))
-    return _exists(t, res_type, c.name, or_(*alts))
-
-
-_BUILDERS: dict[str, Callable[[str, Criterion], ColumnElement[bool]]] = {
-    "token": _token,
-    "string": _string,
-    "reference": _reference,
-    "uri": _uri,
-    "date": _date,
-    "number": _number,
-    "quantity": _quantity,
-}
-_TABLE = {
-    "token": TokenIndex.__table__,
-    "string": StringIndex.__table__,
-    "reference": ReferenceIndex.__table__,
-    "uri": UriIndex.__table__,
-    "date": DateIndex.__table__,
-    "number": NumberIndex.__table__,
-    "quantity": QuantityIndex.__table__,
-}
+            param = registry.get_param(res_type, name)
+            if param is None or param.type not in _SORT_COLUMN:
+                raise InvalidError(f"Cannot sort {res_type} by '{name}'", code="not-supported", expression=["_sort"])
+            table = _TABLE[param.type]
+            value = getattr(table.c, "high" if desc and param.type == "date" else _SORT_COLUMN[param.type])
+            agg = func.max(value) if desc else func.min(value)
+            col = (select(agg).where(table.c.resource_pk == res.c.pk, table.c.param == name)
+                   .scalar_subquery())
+        out.append(col.desc().nulls_last() if desc else col.asc().nulls_last())
+    out.append(res.c.pk.asc())
+    return out

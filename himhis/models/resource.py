@@ -151,3 +151,19 @@ class ImportProgress(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     completed: Mapped[bool] = mapped_column(Boolean, default=False)
     updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SearchResult(Base):
+    """A search's ordered matches, kept so its pages stay consistent while others write.
+
+    https://hl7.org/fhir/R4/http.html#paging — the next and previous links carry the search id.
+    """
+
+    __tablename__ = "search_result"
+    __table_args__ = (Index("ix_search_result_page", "search_id", "position"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    search_id: Mapped[str] = mapped_column(String(36))
+    position: Mapped[int] = mapped_column(Integer)
+    resource_pk: Mapped[int] = mapped_column(BigId)
+    created: Mapped[datetime] = mapped_column(DateTime, index=True)
