@@ -130,7 +130,7 @@ def write(session: Session, pendings: Sequence[Pending]) -> None:
     for p in pendings:
         if p.text is not None:
             for value in p.values:
-                table, row = _index_row(value)
+                table, row = index_row(value)
                 row["resource_pk"] = p.pk
                 row["res_type"] = p.res_type
                 index_rows[table].append(row)
@@ -147,7 +147,7 @@ def _num(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _index_row(v: object) -> tuple[str, dict]:
+def index_row(v: object) -> tuple[str, dict]:
     """Map an extracted search value to its index table and row."""
     match v:
         case TokenValue():

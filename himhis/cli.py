@@ -13,6 +13,8 @@ from himhis.config import get_settings
 app = typer.Typer(help="HimHIS hospital information system and FHIR record store.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+search_app = typer.Typer(help="FHIR search indexes.", no_args_is_help=True)
+app.add_typer(search_app, name="search")
 console = Console()
 
 
@@ -76,6 +78,28 @@ def import_(files: list[Path] = typer.Argument(..., help="FHIR Bundle (.json) or
         console.print(f"[red]{f.path}: {f.error}[/red]")
     if report.failed:
         raise typer.Exit(1)
+
+
+@search_app.command("reindex")
+def search_reindex(types: list[str] = typer.Argument(..., help="Resource types to reindex, e.g. Observation")) -> None:
+    """Rebuild the search index of resource types (after a search parameter definition changed).
+
+    Runs in short batches while the server keeps serving; restart the servers first so that new
+    writes are indexed with the new definitions too.
+    """
+    from ehr.search import reindex as rx
+    from ehr.validation import is_resource_type
+
+    for t in types:
+        if not is_resource_type(t):
+            console.print(f"[red]'{t}' is not a FHIR R4 resource type[/red]")
+            raise typer.Exit(2)
+    db = _database()
+    for t in types:
+        with _progress() as progress:
+            task = progress.add_task(f"Reindexing {t}", total=rx.count(db, t))
+            n = rx.reindex(db, t, progress=lambda k, task=task: progress.advance(task, k))
+        console.print(f"Reindexed {n} {t} resources.")
 
 
 @app.command()
