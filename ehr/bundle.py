@@ -33,6 +33,7 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 3, "GET": 4, "HEAD": 4}
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 T = TypeVar("T")
+Authorize = Callable[[str, str | None], None]
 GetHandler = Callable[[Session, str], tuple[int, dict | None]]
 
 
@@ -76,7 +77,8 @@ def db_runner(db, *, base_url: str | None = None,
     return run
 
 
-def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetHandler | None = None) -> dict:
+def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetHandler | None = None,
+            authorize: Authorize | None = None) -> dict:
     """Run a batch or transaction Bundle and return the response Bundle.
 
     ``run(fn)`` calls ``fn(store)`` inside one unit of work (commit, or roll back on error). A
@@ -93,9 +95,11 @@ def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetH
         raise InvalidError("Bundle.entry must be a list", expression=["Bundle.entry"])
     if kind == "transaction":
         entries = [_parse_entry(base_url, i, e) for i, e in enumerate(raw_entries)]
+        for e in entries:
+            _authorize(authorize, e)
         run(lambda store: _transaction(store, entries, get))
     else:
-        entries = [_batch_entry(run, base_url, i, e, get) for i, e in enumerate(raw_entries)]
+        entries = [_batch_entry(run, base_url, i, e, get, authorize) for i, e in enumerate(raw_entries)]
     return {"resourceType": "Bundle", "type": f"{kind}-response",
             "entry": [{"response": e.response} | ({"resource": e.response.pop("_resource")}
                                                   if "_resource" in e.response else {}) for e in entries]}
@@ -308,11 +312,24 @@ def _get(store: FhirStore, e: Entry, get: GetHandler | None) -> tuple[int, dict 
         return exc.status, error_outcome(exc.message, status=exc.status, code=exc.code)
 
 
-def _batch_entry(run: Runner, base_url: str | None, index: int, raw: object, get: GetHandler | None) -> Entry:
+def _authorize(authorize: Authorize | None, e: Entry) -> None:
+    """Each entry is checked as the interaction it stands for (https://hl7.org/fhir/R4/http.html#transaction)."""
+    if authorize is None:
+        return
+    if e.method in ("GET", "HEAD"):
+        path = e.url.partition("?")[0].strip("/").split("/")
+        authorize("search" if len(path) == 1 else "read", path[0] if path and path[0] else None)
+    else:
+        authorize({"POST": "create", "PUT": "update", "DELETE": "delete"}[e.method], e.res_type)
+
+
+def _batch_entry(run: Runner, base_url: str | None, index: int, raw: object, get: GetHandler | None,
+                 authorize: Authorize | None = None) -> Entry:
     """One batch entry on its own (https://hl7.org/fhir/R4/http.html#brules); its failure is its answer."""
     e = Entry(index, "", "")
     try:
         e = _parse_entry(base_url, index, raw)
+        _authorize(authorize, e)
         if e.method in ("GET", "HEAD"):
             status, resource = run(lambda store: _get(store, e, get))
             e.response = {"status": _STATUS_TEXT.get(status, str(status))}

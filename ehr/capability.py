@@ -12,6 +12,7 @@ from ehr.search import registry
 from ehr.search.query import _BUILDERS
 from ehr.validation import is_resource_type
 from himhis.config import Settings
+from identity.policy import policy
 
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create",
                 "search-type"]
@@ -57,7 +58,8 @@ def capability_statement(settings: Settings, base: str) -> dict:
                                          "code": "OAuth"}]}],
                 "description": "OpenID Connect bearer tokens (RS256) from the issuer "
                                f"{settings.oidc_issuer}; audience {settings.oidc_audience}. "
-                               "Every interaction except /metadata requires a token.",
+                               "Every interaction except /metadata requires a token. What each role may do:\n"
+                               + policy().describe(),
                 "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
                                "extension": [{"url": "token",
                                               "valueUri": f"{settings.oidc_issuer}/protocol/openid-connect/token"},

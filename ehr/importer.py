@@ -61,8 +61,11 @@ def count_entries(path: Path) -> int:
     if path.suffix == ".ndjson":
         with path.open("rb") as fh:
             return sum(1 for line in fh if line.strip())
-    data = orjson.loads(path.read_bytes())
-    return len(data.get("entry") or []) if data.get("resourceType") == "Bundle" else 1
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        return 0  # the import itself reports the file
+    return len(data.get("entry") or []) if isinstance(data, dict) and data.get("resourceType") == "Bundle" else 1
 
 
 def import_files(db: Database, paths: list[Path], *, base_url: str | None = None,
@@ -87,21 +90,36 @@ def import_files(db: Database, paths: list[Path], *, base_url: str | None = None
 
 def _import_one(db: Database, path: Path, base_url: str | None, progress: Progress | None) -> FileResult:
     source = str(path.resolve())
-    fp = fingerprint(path)
     state = db.run(lambda s: _progress(s, source), write=False)
-    if state and state.fingerprint == fp and state.completed:
-        if progress:
-            progress(count_entries(path))
-        return FileResult(path, skipped=True)
-    start = state.done if state and state.fingerprint == fp else 0
     try:
         if path.suffix == ".ndjson":
-            n = _import_ndjson(db, path, source, fp, start, base_url, progress)
-        else:
-            n = _import_bundle(db, path, source, fp, base_url, progress)
+            # Resume after the lines already loaded if they are still the same lines (the rest may
+            # have been fixed or appended since); otherwise start again from the top.
+            start = state.done if state and state.fingerprint == prefix_hash(path, state.done) else 0
+            n = _import_ndjson(db, path, source, start, base_url, progress)
+            return FileResult(path, resources=n, skipped=state is not None and n == 0 and start > 0)
+        fp = fingerprint(path)
+        if state and state.fingerprint == fp and state.completed:
+            if progress:
+                progress(count_entries(path))
+            return FileResult(path, skipped=True)
+        return FileResult(path, resources=_import_bundle(db, path, source, fp, base_url, progress))
     except HimHISError as exc:
         return FileResult(path, error=exc.message)
-    return FileResult(path, resources=n)
+
+
+def prefix_hash(path: Path, lines: int) -> str:
+    """SHA-256 of the first ``lines`` non-blank lines of an NDJSON file."""
+    digest = hashlib.sha256()
+    n = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            if n >= lines:
+                break
+            if line.strip():
+                digest.update(line.rstrip(b"\r\n") + b"\n")
+                n += 1
+    return f"{n}:{digest.hexdigest()}"
 
 
 def _progress(session: Session, source: str) -> ImportProgress | None:
@@ -135,9 +153,14 @@ def _entry(resource: dict) -> dict:
 
 def _import_bundle(db: Database, path: Path, source: str, fp: str, base_url: str | None,
                    progress: Progress | None) -> int:
-    data = as_bundle(orjson.loads(path.read_bytes()))
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise HimHISError(f"{path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise HimHISError(f"{path.name} holds no FHIR resource or Bundle")
+    data = as_bundle(raw)
     n = len(data.get("entry") or [])
-
     is_tx = data["type"] == "transaction"
 
     def mark(session: Session) -> None:
@@ -145,45 +168,51 @@ def _import_bundle(db: Database, path: Path, source: str, fp: str, base_url: str
 
     response = bundles.process(bundles.db_runner(db, base_url=base_url, also=mark if is_tx else None), data,
                                base_url=base_url)
-    if not is_tx:
-        db.run(mark)
     failures = [e["response"] for e in response.get("entry", []) if not e["response"]["status"].startswith("2")]
     if failures:
         first = failures[0].get("outcome", {}).get("issue", [{}])[0].get("diagnostics", failures[0]["status"])
         raise HimHISError(f"{len(failures)} of {n} batch entries failed; first: {first}")
+    if not is_tx:  # a batch counts as imported only when every entry landed
+        db.run(mark)
     if progress:
         progress(n)
     return n
 
 
-def _lines(path: Path, start: int) -> Iterator[tuple[int, dict]]:
+def _lines(path: Path, start: int) -> Iterator[tuple[int, bytes, dict | None]]:
+    """(line number, raw line, resource or None for lines already loaded) for each non-blank line."""
     with path.open("rb") as fh:
         n = 0
         for line in fh:
             if not line.strip():
                 continue
             n += 1
-            if n > start:
-                try:
-                    yield n, orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise HimHISError(f"{path.name} line {n}: not valid JSON ({exc})") from exc
+            if n <= start:
+                yield n, line, None
+                continue
+            try:
+                yield n, line, orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise HimHISError(f"{path.name} line {n}: not valid JSON ({exc})") from exc
 
 
-def _import_ndjson(db: Database, path: Path, source: str, fp: str, start: int, base_url: str | None,
+def _import_ndjson(db: Database, path: Path, source: str, start: int, base_url: str | None,
                    progress: Progress | None) -> int:
+    """Load in chunks; each chunk commits with the line count and the hash of the lines loaded so far."""
     if progress and start:
         progress(start)
-    total = start
+    digest = hashlib.sha256()
     chunk: list[dict] = []
+    loaded = 0
 
     def flush(last: int, *, completed: bool) -> None:
-        batch = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(r) for r in chunk]}
+        fp = f"{last}:{digest.hexdigest()}"
 
         def mark(session: Session) -> None:
             _mark(session, source, fp, last, completed)
 
         if chunk:
+            batch = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(r) for r in chunk]}
             bundles.process(bundles.db_runner(db, base_url=base_url, also=mark), batch, base_url=base_url)
         else:
             db.run(mark)
@@ -191,16 +220,18 @@ def _import_ndjson(db: Database, path: Path, source: str, fp: str, start: int, b
             progress(len(chunk))
 
     last = start
-    for n, resource in _lines(path, start):
-        chunk.append(resource)
+    for n, line, resource in _lines(path, start):
+        digest.update(line.rstrip(b"\r\n") + b"\n")
         last = n
+        if resource is None:
+            continue
+        chunk.append(resource)
         if len(chunk) >= CHUNK:
             flush(last, completed=False)
-            total += len(chunk)
+            loaded += len(chunk)
             chunk = []
     flush(last, completed=True)
-    total += len(chunk)
-    return total - start
+    return loaded + len(chunk)
 
 
 def expand(paths: list[Path]) -> list[Path]:

@@ -33,10 +33,22 @@ from ehr.service import FhirStore, WriteResult
 from ehr.validation import is_resource_type
 from himhis.errors import InvalidError, NotFoundError
 from identity.dependencies import get_principal
+from identity.policy import policy
 from identity.principal import Principal
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(check_accept)])
 public = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+
+def allow(interaction: str, res_type: str | None = None):
+    """A dependency: the caller, if the policy lets their role do ``interaction`` on the URL's type."""
+
+    def dependency(request: Request, principal: Principal = Depends(get_principal)) -> Principal:
+        target = res_type or request.path_params.get("res_type")
+        policy().check(principal, interaction, _type(target) if target else None)
+        return principal
+
+    return dependency
 
 
 def _db(request: Request):
@@ -96,8 +108,15 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     def get(session, url: str):
         return _get_entry(request, session, url, lenient)
 
+    rules = policy()
+    rules.check(principal, str(body.get("type")) if body.get("type") in ("batch", "transaction") else "batch", None)
+
+    def authorize(interaction: str, res_type: str | None) -> None:
+        rules.check(principal, interaction, res_type)
+
     runner = bundles.db_runner(_db(request), base_url=base_url(request))
-    result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get)
+    result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
+                                     authorize=authorize)
     return FhirResponse(result)
 
 
@@ -117,7 +136,7 @@ def _get_entry(request: Request, session, url: str, lenient: bool) -> tuple[int,
 
 
 @router.get("/_history")
-async def system_history(request: Request, principal: Principal = Depends(get_principal)) -> FhirResponse:
+async def system_history(request: Request, principal: Principal = Depends(allow("history"))) -> FhirResponse:
     return await _history(request, None, None)
 
 
@@ -136,28 +155,29 @@ async def _history(request: Request, res_type: str | None, res_id: str | None) -
 
 @router.get("/{res_type}/_history")
 async def type_history(res_type: str, request: Request,
-                       principal: Principal = Depends(get_principal)) -> FhirResponse:
+                       principal: Principal = Depends(allow("history"))) -> FhirResponse:
     return await _history(request, _type(res_type), None)
 
 
 @router.get("/{res_type}")
 async def search_type(res_type: str, request: Request,
-                      principal: Principal = Depends(get_principal)) -> FhirResponse:
+                      principal: Principal = Depends(allow("search"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#search"""
     pairs = list(request.query_params.multi_items())
-    return await _search(request, _type(res_type), pairs)
+    return await _search(request, _type(res_type), pairs, principal)
 
 
 @router.post("/{res_type}/_search")
 async def search_post(res_type: str, request: Request,
-                      principal: Principal = Depends(get_principal)) -> FhirResponse:
+                      principal: Principal = Depends(allow("search"))) -> FhirResponse:
     """Search by POST with form-encoded parameters (https://hl7.org/fhir/R4/search.html#Introduction)."""
     form = await request.form()
     pairs = list(request.query_params.multi_items()) + [(k, str(v)) for k, v in form.multi_items()]
-    return await _search(request, _type(res_type), pairs)
+    return await _search(request, _type(res_type), pairs, principal)
 
 
-async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]]) -> FhirResponse:
+async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]],
+                  principal: Principal) -> FhirResponse:
     lenient = prefer_lenient(request)
     page = request.app.state.settings.default_page_size
     db = _db(request)
@@ -166,12 +186,14 @@ async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]])
         return db.run(lambda s: keep_pages(s, pks))
 
     result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
-                                                  default_count=page, keep=keep), write=False)
+                                                  default_count=page, keep=keep,
+                                                  readable=lambda t: policy().allows(principal, "read", t)),
+                        write=False)
     return FhirResponse(result)
 
 
 @router.post("/{res_type}")
-async def create(res_type: str, request: Request, principal: Principal = Depends(get_principal)) -> FhirResponse:
+async def create(res_type: str, request: Request, principal: Principal = Depends(allow("create"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#create; ``If-None-Exist`` makes it conditional."""
     body = await json_body(request)
     res_type = _type(res_type)
@@ -185,7 +207,7 @@ async def create(res_type: str, request: Request, principal: Principal = Depends
 
 @router.put("/{res_type}")
 async def conditional_update(res_type: str, request: Request,
-                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+                             principal: Principal = Depends(allow("update"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#cond-update"""
     body = await json_body(request)
     criteria = request.url.query
@@ -200,7 +222,7 @@ async def conditional_update(res_type: str, request: Request,
 
 @router.delete("/{res_type}")
 async def conditional_delete(res_type: str, request: Request,
-                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+                             principal: Principal = Depends(allow("delete"))) -> FhirResponse:
     criteria = request.url.query
     if not criteria:
         raise InvalidError("A DELETE on a type needs search criteria", code="required")
@@ -211,7 +233,7 @@ async def conditional_delete(res_type: str, request: Request,
 
 @router.post("/{res_type}/$validate")
 async def validate_type(res_type: str, request: Request,
-                        principal: Principal = Depends(get_principal)) -> FhirResponse:
+                        principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/resource-operation-validate.html"""
     body = await json_body(request)
     result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, None),
@@ -221,7 +243,7 @@ async def validate_type(res_type: str, request: Request,
 
 @router.post("/{res_type}/{res_id}/$validate")
 async def validate_instance(res_type: str, res_id: str, request: Request,
-                            principal: Principal = Depends(get_principal)) -> FhirResponse:
+                            principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     body = await json_body(request)
     result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, res_id),
                         write=False)
@@ -230,7 +252,7 @@ async def validate_instance(res_type: str, res_id: str, request: Request,
 
 @router.get("/Patient/{res_id}/$everything")
 async def patient_everything(res_id: str, request: Request,
-                             principal: Principal = Depends(get_principal)) -> FhirResponse:
+                             principal: Principal = Depends(allow("operation:everything", "Patient"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/patient-operation-everything.html"""
     since = _since(request, "_since")
     types = request.query_params.get("_type")
@@ -242,7 +264,7 @@ async def patient_everything(res_id: str, request: Request,
 
 @router.get("/{res_type}/{res_id}")
 async def read(res_type: str, res_id: str, request: Request,
-               principal: Principal = Depends(get_principal)) -> FhirResponse:
+               principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#read"""
     stored = await _run(request, lambda s: _store(request, s).read(_type(res_type), res_id), write=False)
     return resource_response(stored, base=base_url(request))
@@ -250,7 +272,7 @@ async def read(res_type: str, res_id: str, request: Request,
 
 @router.put("/{res_type}/{res_id}")
 async def update(res_type: str, res_id: str, request: Request,
-                 principal: Principal = Depends(get_principal)) -> FhirResponse:
+                 principal: Principal = Depends(allow("update"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#update; ``If-Match`` guards against lost updates."""
     body = await json_body(request)
     if_match = request.headers.get("if-match")
@@ -262,7 +284,7 @@ async def update(res_type: str, res_id: str, request: Request,
 
 @router.delete("/{res_type}/{res_id}")
 async def delete(res_type: str, res_id: str, request: Request,
-                 principal: Principal = Depends(get_principal)) -> FhirResponse:
+                 principal: Principal = Depends(allow("delete"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#delete"""
     result = await _run(request, lambda s: _store(request, s).delete(_type(res_type), res_id), write=True)
     return FhirResponse(information(f"{res_type}/{res_id} deleted"), status_code=200,
@@ -271,13 +293,13 @@ async def delete(res_type: str, res_id: str, request: Request,
 
 @router.get("/{res_type}/{res_id}/_history")
 async def instance_history(res_type: str, res_id: str, request: Request,
-                           principal: Principal = Depends(get_principal)) -> FhirResponse:
+                           principal: Principal = Depends(allow("history"))) -> FhirResponse:
     return await _history(request, _type(res_type), res_id)
 
 
 @router.get("/{res_type}/{res_id}/_history/{version_id}")
 async def vread(res_type: str, res_id: str, version_id: str, request: Request,
-                principal: Principal = Depends(get_principal)) -> FhirResponse:
+                principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#vread"""
     stored = await _run(request, lambda s: _store(request, s).vread(_type(res_type), res_id, version_id),
                         write=False)

@@ -156,10 +156,26 @@ def as_user(client):
     return make
 
 
+def mint_token(settings: Settings, *, roles: tuple[str, ...], username: str = "test.steward",
+               facility: str | None = None, patient: str | None = None) -> str:
+    """A real token from the development provider for a user who is not in the demo realm."""
+    from identity.devidp.provider import DevIdentityProvider
+    from identity.devidp.realm import DevRealm, User, hash_password
+
+    realm = DevRealm.load()
+    realm.users[username] = User(id=str(uuid.uuid5(uuid.NAMESPACE_URL, username)), username=username,
+                                 roles=roles, first_name="Test", last_name="Steward", facility=facility,
+                                 patient=patient, credential=hash_password("pw", iterations=1000))
+    idp = DevIdentityProvider(settings, realm=realm)
+    return idp.password_grant(idp.client("himhis-cli"), username, "pw")["access_token"]
+
+
 @pytest.fixture
-def fhir(as_user):
-    """A client signed in as a doctor, for store tests that are not about authorisation."""
-    return as_user("doctor.igmc")
+def fhir(client, settings):
+    """A client whose token carries the doctor and admin roles, for store tests that are not about
+    authorisation (clinical and infrastructure resources alike)."""
+    client.headers["Authorization"] = f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"
+    return client
 
 
 def free_port() -> int:

@@ -35,7 +35,8 @@ KeepPages = Callable[[list[int]], str]
 
 
 def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, base: str, lenient: bool = False,
-           default_count: int = 50, keep: KeepPages | None = None) -> dict:
+           default_count: int = 50, keep: KeepPages | None = None,
+           readable: Callable[[str], bool] | None = None) -> dict:
     """Run a search and build the searchset Bundle with self/next/previous links."""
     crits = q.criteria(res_type, pairs, lenient=lenient)
     opts = dict(pairs)
@@ -97,6 +98,8 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
         if iterate and extra:
             more_rows = _includes(session, None, [r.pk for r in extra], iterate, iterate, seen)
             extra += more_rows
+        if readable is not None:
+            extra = [r for r in extra if readable(r.res_type)]
         entries += [_entry(base, r, "include", shape) for r in extra]
     bundle["entry"] = entries
     return bundle
