@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ehr import repository as repo
 from ehr.outcome import error_outcome
 from ehr.references import classify, rewrite_references
+from ehr.scope import Scope
 from ehr.service import FhirStore, Stored, WriteResult, _etag_version, criteria_key, instant, new_id
 from ehr.validation import check_id, is_resource_type, validate_resource
 from himhis.errors import (
@@ -61,13 +62,13 @@ class Entry:
 Runner = Callable[[Callable[[FhirStore], T]], T]
 
 
-def db_runner(db, *, base_url: str | None = None,
-              also: Callable[[Session], None] | None = None) -> Runner:
+def db_runner(db, *, base_url: str | None = None, also: Callable[[Session], None] | None = None,
+              scope: Scope | None = None) -> Runner:
     """A Runner over a Database: each call is one unit of work; ``also`` joins that unit (e.g. progress)."""
 
     def run(fn):
         def work(session: Session):
-            out = fn(FhirStore(session, base_url=base_url))
+            out = fn(FhirStore(session, base_url=base_url, scope=scope))
             if also is not None:
                 also(session)
             return out

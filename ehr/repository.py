@@ -174,7 +174,7 @@ def index_row(v: object) -> tuple[str, dict]:
 
 def history(session: Session, *, res_type: str | None = None, res_id: str | None = None,
             since: datetime | None = None, at: datetime | None = None, limit: int = 50,
-            offset: int = 0) -> tuple[list[Row], int]:
+            offset: int = 0, within=None) -> tuple[list[Row], int]:
     """Versions newest first (https://hl7.org/fhir/R4/http.html#history), and how many there are."""
     cond = []
     if res_type:
@@ -185,6 +185,8 @@ def history(session: Session, *, res_type: str | None = None, res_id: str | None
         cond.append(V.c.last_updated >= since)
     if at:
         cond.append(V.c.last_updated <= at)
+    if within is not None:  # a SELECT of the resource pks the caller may see
+        cond.append(V.c.resource_pk.in_(within))
     total = session.execute(select(func.count()).select_from(V).where(*cond)).scalar_one()
     stmt = (select(V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content,
                    V.c.method).where(*cond).order_by(V.c.last_updated.desc(), V.c.pk.desc())

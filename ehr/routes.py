@@ -27,11 +27,12 @@ from ehr.http import (
 from ehr.operations.everything import everything
 from ehr.operations.validate import validate_operation
 from ehr.outcome import information
+from ehr.scope import Scope
 from ehr.search import query as q
 from ehr.search.engine import keep_pages, search
 from ehr.service import FhirStore, WriteResult
 from ehr.validation import is_resource_type
-from himhis.errors import InvalidError, NotFoundError
+from himhis.errors import ForbiddenError, InvalidError, NotFoundError
 from identity.dependencies import get_principal
 from identity.policy import policy
 from identity.principal import Principal
@@ -55,8 +56,17 @@ def _db(request: Request):
     return request.app.state.db
 
 
-def _store(request: Request, session) -> FhirStore:
-    return FhirStore(session, base_url=base_url(request))
+def scope_of(principal: Principal) -> Scope:
+    """A patient's token sees only that patient's compartment; staff are not narrowed here."""
+    if principal.has_role("patient"):
+        if not principal.patient_id:
+            raise ForbiddenError("This patient login is not linked to a patient record")
+        return Scope(patient_id=principal.patient_id)
+    return Scope()
+
+
+def _store(request: Request, session, principal: Principal) -> FhirStore:
+    return FhirStore(session, base_url=base_url(request), scope=scope_of(principal))
 
 
 async def _run(request: Request, fn, *, write: bool):
@@ -106,7 +116,7 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     lenient = prefer_lenient(request)
 
     def get(session, url: str):
-        return _get_entry(request, session, url, lenient)
+        return _get_entry(request, session, url, lenient, principal)
 
     rules = policy()
     rules.check(principal, str(body.get("type")) if body.get("type") in ("batch", "transaction") else "batch", None)
@@ -114,20 +124,21 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     def authorize(interaction: str, res_type: str | None) -> None:
         rules.check(principal, interaction, res_type)
 
-    runner = bundles.db_runner(_db(request), base_url=base_url(request))
+    runner = bundles.db_runner(_db(request), base_url=base_url(request), scope=scope_of(principal))
     result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
                                      authorize=authorize)
     return FhirResponse(result)
 
 
-def _get_entry(request: Request, session, url: str, lenient: bool) -> tuple[int, dict]:
+def _get_entry(request: Request, session, url: str, lenient: bool, principal: Principal) -> tuple[int, dict]:
     """GET inside a Bundle: read, vread or search."""
     path, _, query = url.partition("?")
     parts = [p for p in path.strip("/").split("/") if p]
-    store = _store(request, session)
+    store = _store(request, session, principal)
     if len(parts) == 1:
         return 200, search(session, _type(parts[0]), q.parse_query(query), base=base_url(request),
-                           lenient=lenient)
+                           lenient=lenient, scope=store.scope,
+                           readable=lambda t: policy().allows(principal, "read", t))
     if len(parts) == 2:
         return 200, store.read(parts[0], parts[1]).json()
     if len(parts) == 4 and parts[2] == "_history":
@@ -137,15 +148,16 @@ def _get_entry(request: Request, session, url: str, lenient: bool) -> tuple[int,
 
 @router.get("/_history")
 async def system_history(request: Request, principal: Principal = Depends(allow("history"))) -> FhirResponse:
-    return await _history(request, None, None)
+    return await _history(request, None, None, principal)
 
 
-async def _history(request: Request, res_type: str | None, res_id: str | None) -> FhirResponse:
+async def _history(request: Request, res_type: str | None, res_id: str | None,
+                   principal: Principal) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#history"""
     count = int_param(request, "_count", request.app.state.settings.default_page_size)
     offset = int_param(request, "_offset", 0, maximum=10**9)
     since, at = _since(request, "_since"), _since(request, "_at")
-    versions, total = await _run(request, lambda s: _store(request, s).history(
+    versions, total = await _run(request, lambda s: _store(request, s, principal).history(
         res_type, res_id, since=since, at=at, count=count, offset=offset), write=False)
     base = base_url(request)
     return FhirResponse({"resourceType": "Bundle", "type": "history", "total": total,
@@ -156,7 +168,7 @@ async def _history(request: Request, res_type: str | None, res_id: str | None) -
 @router.get("/{res_type}/_history")
 async def type_history(res_type: str, request: Request,
                        principal: Principal = Depends(allow("history"))) -> FhirResponse:
-    return await _history(request, _type(res_type), None)
+    return await _history(request, _type(res_type), None, principal)
 
 
 @router.get("/{res_type}")
@@ -187,7 +199,8 @@ async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]],
 
     result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
                                                   default_count=page, keep=keep,
-                                                  readable=lambda t: policy().allows(principal, "read", t)),
+                                                  readable=lambda t: policy().allows(principal, "read", t),
+                                                  scope=scope_of(principal)),
                         write=False)
     return FhirResponse(result)
 
@@ -200,8 +213,8 @@ async def create(res_type: str, request: Request, principal: Principal = Depends
     cond = request.headers.get("if-none-exist")
     if cond and "?" in cond:
         cond = cond.split("?", 1)[1]
-    result = await _run(request, lambda s: _store(request, s).create(body, if_none_exist=cond, res_type=res_type),
-                        write=True)
+    result = await _run(request, lambda s: _store(request, s, principal).create(
+        body, if_none_exist=cond, res_type=res_type), write=True)
     return _write_response(request, result)
 
 
@@ -215,7 +228,7 @@ async def conditional_update(res_type: str, request: Request,
         raise InvalidError("A PUT to a type needs search criteria (conditional update) or an id in the URL",
                            code="required")
     res_type = _type(res_type)
-    result = await _run(request, lambda s: _store(request, s).conditional_update(res_type, criteria, body),
+    result = await _run(request, lambda s: _store(request, s, principal).conditional_update(res_type, criteria, body),
                         write=True)
     return _write_response(request, result)
 
@@ -227,7 +240,7 @@ async def conditional_delete(res_type: str, request: Request,
     if not criteria:
         raise InvalidError("A DELETE on a type needs search criteria", code="required")
     res_type = _type(res_type)
-    await _run(request, lambda s: _store(request, s).conditional_delete(res_type, criteria), write=True)
+    await _run(request, lambda s: _store(request, s, principal).conditional_delete(res_type, criteria), write=True)
     return FhirResponse(information("Deleted"), status_code=200)
 
 
@@ -236,8 +249,8 @@ async def validate_type(res_type: str, request: Request,
                         principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/resource-operation-validate.html"""
     body = await json_body(request)
-    result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, None),
-                        write=False)
+    result = await _run(request, lambda s: validate_operation(
+        _store(request, s, principal), _type(res_type), body, None), write=False)
     return FhirResponse(result)
 
 
@@ -245,8 +258,8 @@ async def validate_type(res_type: str, request: Request,
 async def validate_instance(res_type: str, res_id: str, request: Request,
                             principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     body = await json_body(request)
-    result = await _run(request, lambda s: validate_operation(_store(request, s), _type(res_type), body, res_id),
-                        write=False)
+    result = await _run(request, lambda s: validate_operation(
+        _store(request, s, principal), _type(res_type), body, res_id), write=False)
     return FhirResponse(result)
 
 
@@ -256,7 +269,7 @@ async def patient_everything(res_id: str, request: Request,
     """https://hl7.org/fhir/R4/patient-operation-everything.html"""
     since = _since(request, "_since")
     types = request.query_params.get("_type")
-    result = await _run(request, lambda s: everything(_store(request, s), res_id, base=base_url(request),
+    result = await _run(request, lambda s: everything(_store(request, s, principal), res_id, base=base_url(request),
                                                       since=since, types=types.split(",") if types else None),
                         write=False)
     return FhirResponse(result)
@@ -266,7 +279,7 @@ async def patient_everything(res_id: str, request: Request,
 async def read(res_type: str, res_id: str, request: Request,
                principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#read"""
-    stored = await _run(request, lambda s: _store(request, s).read(_type(res_type), res_id), write=False)
+    stored = await _run(request, lambda s: _store(request, s, principal).read(_type(res_type), res_id), write=False)
     return resource_response(stored, base=base_url(request))
 
 
@@ -277,8 +290,8 @@ async def update(res_type: str, res_id: str, request: Request,
     body = await json_body(request)
     if_match = request.headers.get("if-match")
     res_type = _type(res_type)
-    result = await _run(request, lambda s: _store(request, s).update(res_type, res_id, body, if_match=if_match),
-                        write=True)
+    result = await _run(request, lambda s: _store(request, s, principal).update(
+        res_type, res_id, body, if_match=if_match), write=True)
     return _write_response(request, result)
 
 
@@ -286,7 +299,7 @@ async def update(res_type: str, res_id: str, request: Request,
 async def delete(res_type: str, res_id: str, request: Request,
                  principal: Principal = Depends(allow("delete"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#delete"""
-    result = await _run(request, lambda s: _store(request, s).delete(_type(res_type), res_id), write=True)
+    result = await _run(request, lambda s: _store(request, s, principal).delete(_type(res_type), res_id), write=True)
     return FhirResponse(information(f"{res_type}/{res_id} deleted"), status_code=200,
                         headers={"ETag": result.stored.etag})
 
@@ -294,13 +307,13 @@ async def delete(res_type: str, res_id: str, request: Request,
 @router.get("/{res_type}/{res_id}/_history")
 async def instance_history(res_type: str, res_id: str, request: Request,
                            principal: Principal = Depends(allow("history"))) -> FhirResponse:
-    return await _history(request, _type(res_type), res_id)
+    return await _history(request, _type(res_type), res_id, principal)
 
 
 @router.get("/{res_type}/{res_id}/_history/{version_id}")
 async def vread(res_type: str, res_id: str, version_id: str, request: Request,
                 principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#vread"""
-    stored = await _run(request, lambda s: _store(request, s).vread(_type(res_type), res_id, version_id),
+    stored = await _run(request, lambda s: _store(request, s, principal).vread(_type(res_type), res_id, version_id),
                         write=False)
     return resource_response(stored, base=base_url(request))

@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Row
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from ehr import repository as repo
 from ehr.references import classify, iter_references
+from ehr.scope import Scope
 from ehr.search import query as q
 from ehr.search.extract import extract
 from ehr.validation import check_id, is_resource_type, validate_resource
 from himhis.errors import (
     ConflictError,
+    ForbiddenError,
     GoneError,
     InvalidError,
     NotFoundError,
@@ -89,18 +91,23 @@ def criteria_key(res_type: str, criteria: str) -> int:
 class FhirStore:
     """Create, read, vread, update, delete, history and conditional variants over one session."""
 
-    def __init__(self, session: Session, *, base_url: str | None = None) -> None:
+    def __init__(self, session: Session, *, base_url: str | None = None, scope: Scope | None = None) -> None:
         self.session = session
         self.base_url = base_url
+        self.scope = scope or Scope()
+
+    def _visible(self, row: Row | None, res_type: str, res_id: str) -> Row:
+        """The row, or 404 as if it did not exist when it is missing or outside the caller's scope."""
+        if row is None or (not self.scope.unrestricted and not self.scope.visible(self.session, res_type, [row.pk])):
+            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        return row
 
     # -- reads ---------------------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> Stored:
         """https://hl7.org/fhir/R4/http.html#read — 404 if unknown, 410 if deleted."""
         self._check_type(res_type)
-        row = repo.current(self.session, res_type, res_id)
-        if row is None:
-            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        row = self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
         if row.deleted:
             raise GoneError(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version_id}"'})
         return _stored(row)
@@ -108,6 +115,8 @@ class FhirStore:
     def vread(self, res_type: str, res_id: str, version_id: str) -> Stored:
         """https://hl7.org/fhir/R4/http.html#vread"""
         self._check_type(res_type)
+        if not self.scope.unrestricted:
+            self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
         if not version_id.isdigit():
             raise NotFoundError(f"{res_type}/{res_id} has no version '{version_id}'")
         row = repo.version(self.session, res_type, res_id, int(version_id))
@@ -122,10 +131,16 @@ class FhirStore:
         """https://hl7.org/fhir/R4/http.html#history — newest first."""
         if res_type:
             self._check_type(res_type)
-        if res_id and repo.current(self.session, res_type, res_id) is None:
-            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        if res_id:
+            self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
+        scope = None
+        if not self.scope.unrestricted:
+            if res_type is None:
+                raise ForbiddenError("History across all types is not available in a patient's scope")
+            clause = self.scope.clause(res_type)
+            scope = None if clause is None else select(repo.R.c.pk).where(repo.R.c.res_type == res_type, clause)
         rows, total = repo.history(self.session, res_type=res_type, res_id=res_id, since=since, at=at,
-                                   limit=count, offset=offset)
+                                   limit=count, offset=offset, within=scope)
         return [_stored(r) for r in rows], total
 
     def search_ids(self, res_type: str, criteria: str | list[tuple[str, str]]) -> list[str]:

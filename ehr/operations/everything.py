@@ -44,9 +44,10 @@ def everything(store: FhirStore, patient_id: str, *, base: str, since: datetime 
     if types:
         rows = [r for r in rows if r.res_type in types]
     support = []
-    if rows:
+    sources = [r.pk for r in rows] + [repo.current(session, "Patient", patient_id).pk]
+    if sources:
         targets = session.execute(select(REF.c.target_type, REF.c.target_id).distinct()
-                                  .where(REF.c.resource_pk.in_([r.pk for r in rows]),
+                                  .where(REF.c.resource_pk.in_(sources),
                                          REF.c.target_type.in_(SUPPORTING))).all()
         found = repo.current_many(session, [(t, i) for t, i in targets if i])
         support = [r for r in found.values() if not r.deleted and (not types or r.res_type in types)]

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ehr import repository as repo
+from ehr.scope import Scope
 from ehr.search import query as q
 from ehr.search import registry
 from ehr.validation import model_class
@@ -36,7 +37,7 @@ KeepPages = Callable[[list[int]], str]
 
 def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, base: str, lenient: bool = False,
            default_count: int = 50, keep: KeepPages | None = None,
-           readable: Callable[[str], bool] | None = None) -> dict:
+           readable: Callable[[str], bool] | None = None, scope: Scope | None = None) -> dict:
     """Run a search and build the searchset Bundle with self/next/previous links."""
     crits = q.criteria(res_type, pairs, lenient=lenient)
     opts = dict(pairs)
@@ -49,7 +50,8 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
     includes = [v for k, v in pairs if k in ("_include", "_include:iterate")]
     iterate = [v for k, v in pairs if k in ("_include:iterate", "_revinclude:iterate")]
     revincludes = [v for k, v in pairs if k in ("_revinclude", "_revinclude:iterate")]
-    stmt = q.select_pks(res_type, crits)
+    scope = scope or Scope()
+    stmt = q.select_pks(res_type, crits, scope=scope.clause(res_type))
     bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
     if summary == "count":
         bundle["total"] = _count_all(session, stmt)
@@ -90,6 +92,8 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
     bundle["link"] = links
 
     rows = _rows(session, pks)
+    if not scope.unrestricted:  # also guards a stored page fetched with another caller's link
+        rows = _in_scope(session, scope, rows)
     shape = _shaper(opts.get("_elements"), summary)
     entries = [_entry(base, r, "match", shape) for r in rows]
     if includes or revincludes:
@@ -100,9 +104,21 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
             extra += more_rows
         if readable is not None:
             extra = [r for r in extra if readable(r.res_type)]
+        if not scope.unrestricted:
+            extra = _in_scope(session, scope, extra)
         entries += [_entry(base, r, "include", shape) for r in extra]
     bundle["entry"] = entries
     return bundle
+
+
+def _in_scope(session: Session, scope: Scope, rows: list) -> list:
+    by_type: dict[str, list[int]] = {}
+    for r in rows:
+        by_type.setdefault(r.res_type, []).append(r.pk)
+    visible = set()
+    for res_type, pks in by_type.items():
+        visible |= scope.visible(session, res_type, pks)
+    return [r for r in rows if r.pk in visible]
 
 
 def keep_pages(session: Session, pks: list[int]) -> str:

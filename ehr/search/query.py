@@ -129,10 +129,12 @@ def criteria(res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = Fal
     return out
 
 
-def select_pks(res_type: str, crits: list[Criterion], res: TableClause | Alias = R) -> Select:
-    """SELECT pk, id of the live resources of a type matching every criterion."""
-    return select(res.c.pk, res.c.res_id).where(res.c.res_type == res_type, res.c.deleted.is_(False),
+def select_pks(res_type: str, crits: list[Criterion], res: TableClause | Alias = R,
+               scope: ColumnElement[bool] | None = None) -> Select:
+    """SELECT pk, id of the live resources of a type matching every criterion (and the caller's scope)."""
+    stmt = select(res.c.pk, res.c.res_id).where(res.c.res_type == res_type, res.c.deleted.is_(False),
                                                 *[clause(res_type, c, res) for c in crits])
+    return stmt if scope is None else stmt.where(scope)
 
 
 def clause(res_type: str, c: Criterion, res: TableClause | Alias = R) -> ColumnElement[bool]:
