@@ -52,7 +52,7 @@ async def json_body(request: Request) -> dict:
     return parse_json(await read_body(request))
 
 
-def check_accept(request: Request) -> None:
+async def check_accept(request: Request) -> None:
     """Only JSON is served (https://hl7.org/fhir/R4/http.html#mime-type); XML alone gets 406."""
     fmt = request.query_params.get("_format")
     if fmt and fmt not in ("json", *(_JSON_TYPES)):

@@ -44,7 +44,10 @@ public = APIRouter(prefix="/fhir", tags=["FHIR"])
 def allow(interaction: str, res_type: str | None = None):
     """A dependency: the caller, if the policy lets their role do ``interaction`` on the URL's type."""
 
-    def dependency(request: Request, principal: Principal = Depends(get_principal)) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        # Called inline rather than as a sync dependency: checking a token is CPU-only and short, and
+        # each sync dependency would cost a thread-pool hop per request.
+        principal = get_principal(request)
         target = res_type or request.path_params.get("res_type")
         policy().check(principal, interaction, _type(target) if target else None)
         return principal

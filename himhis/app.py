@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     """Build the app for these settings (the embedded default unless HIMHIS_* says otherwise)."""
     settings = settings or get_settings()
-    database = db or Database(settings.database_url)
+    database = db or Database(settings.database_url, **(
+        {} if settings.database_url.startswith("sqlite")
+        else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

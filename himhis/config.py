@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'himhis.db'}")
     broker_url: str = "memory://"
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
     var_dir: Path = ROOT / "var"
 
     base_url: str = "http://127.0.0.1:8000"

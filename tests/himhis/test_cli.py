@@ -178,11 +178,11 @@ def test_import_resumes_after_an_interruption(himhis: Invoke, db: Database, tmp_
     path = write_lines(tmp_path / "export.ndjson", ndjson_lines())
     real_lines = importer._lines
 
-    def dies_at_line_700(p: Path, start: int):
-        for n, line, resource in real_lines(p, start):
-            if n == 700:
+    def dies_at_line_700(*args, **kw):
+        for item in real_lines(*args, **kw):  # (line number, ...) for each line
+            if item[0] == 700:
                 raise RuntimeError("simulated crash at line 700")
-            yield n, line, resource
+            yield item
 
     with monkeypatch.context() as m:
         m.setattr(importer, "_lines", dies_at_line_700)
@@ -355,6 +355,13 @@ def test_import_synthea_patient_before_the_batches_it_needs(himhis: Invoke, db: 
 
     providers = db.run(service_providers, write=False)
     assert providers and all(ref.startswith("Organization/") for ref in providers)
+
+    # Named first, the patient landed last: its first attempt failed and the retry came after the batches.
+    def newest(session, rtype: str):
+        return FhirStore(session).history(rtype, count=1)[0][0].last_updated
+
+    assert db.run(lambda s: newest(s, "Patient") > newest(s, "PractitionerRole") > newest(s, "Location"),
+                  write=False)
 
 
 # -- serve -----------------------------------------------------------------------------------------
