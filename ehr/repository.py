@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 
 from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from ehr.search.extract import (
     TokenValue,
     UriValue,
 )
+from ehr.search.normalize import normalize_string
 from himhis.errors import ConflictError
 from himhis.models import (
     DateIndex,
@@ -59,6 +61,23 @@ class Pending:
     values: Sequence[object] = ()
     pk: int | None = None
     prev_version: int | None = None
+
+
+_TABLE_OF_TYPE = {"string": "idx_string", "token": "idx_token", "date": "idx_date", "number": "idx_number",
+                  "quantity": "idx_quantity", "uri": "idx_uri", "reference": "idx_reference"}
+
+
+@cache
+def index_tables_for(res_type: str) -> tuple:
+    """The index tables a resource type can have rows in (from its search parameters' types).
+
+    Reference parameters also index ``:identifier`` tokens, and every type has ``_tag`` tokens.
+    """
+    from ehr.search.registry import params_for
+
+    names = {_TABLE_OF_TYPE[p.type] for p in params_for(res_type).values() if p.type in _TABLE_OF_TYPE}
+    names |= {"idx_token", "idx_uri", "idx_string"}  # _tag/_security, _profile/_source, :identifier
+    return tuple(t for t in INDEX_TABLES if t.name in names)
 
 
 def current(session: Session, res_type: str, res_id: str, *, lock: bool = False) -> Row | None:
@@ -120,8 +139,12 @@ def write(session: Session, pendings: Sequence[Pending]) -> None:
         if res.rowcount is not None and res.rowcount >= 0 and res.rowcount != len(old):
             raise ConflictError("A resource was changed by another request while this one was writing it; "
                                 "read it again and retry")
-        for table in INDEX_TABLES:
-            conn.execute(delete(table).where(table.c.resource_pk.in_([p.pk for p in old])))
+        by_table: dict = defaultdict(list)
+        for p in old:
+            for table in index_tables_for(p.res_type):
+                by_table[table].append(p.pk)
+        for table, pks in by_table.items():
+            conn.execute(delete(table).where(table.c.resource_pk.in_(pks)))
     bulk_insert(conn, V, [{"resource_pk": p.pk, "res_type": p.res_type, "res_id": p.res_id,
                            "version_id": p.version_id, "last_updated": p.last_updated,
                            "method": p.method, "deleted": p.text is None, "content": p.text}
@@ -169,7 +192,7 @@ def index_row(v: object) -> tuple[str, dict]:
     match v:
         case TokenValue():
             return "idx_token", {"param": v.param, "system": _clip(v.system, 512), "code": _clip(v.code, 512),
-                                 "text": v.text}
+                                 "text": normalize_string(v.text) if v.text else None}
         case StringValue():
             return "idx_string", {"param": v.param, "normalized": _clip(v.normalized, 512), "exact": v.exact}
         case ReferenceValue():

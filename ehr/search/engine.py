@@ -48,14 +48,20 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
         raise InvalidError(f"_summary '{summary}' is not one of true, false, text, data, count",
                            expression=["_summary"])
     includes = [v for k, v in pairs if k in ("_include", "_include:iterate")]
-    iterate = [v for k, v in pairs if k in ("_include:iterate", "_revinclude:iterate")]
     revincludes = [v for k, v in pairs if k in ("_revinclude", "_revinclude:iterate")]
+    iter_inc = [v for k, v in pairs if k == "_include:iterate"]
+    iter_rev = [v for k, v in pairs if k == "_revinclude:iterate"]
+    for spec in includes + revincludes:
+        _include_spec(spec)  # a malformed spec is a 400 even when nothing matches
+    if opts.get("_count") == "0":  # https://hl7.org/fhir/R4/search.html#count: the same as _summary=count
+        summary = "count"
+    used = q.used_pairs(res_type, pairs, lenient=lenient)
     scope = scope or Scope()
     stmt = q.select_pks(res_type, crits, scope=scope.clause(res_type))
     bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
     if summary == "count":
         bundle["total"] = _count_all(session, stmt)
-        bundle["link"] = [{"relation": "self", "url": _url(base, res_type, pairs)}]
+        bundle["link"] = [{"relation": "self", "url": _url(base, res_type, used)}]
         return bundle
 
     page_id = opts.get("_page")
@@ -77,12 +83,12 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
     if total is not None and (opts.get("_total") != "none"):
         bundle["total"] = total
 
-    links = [{"relation": "self", "url": _url(base, res_type, pairs)}]
+    links = [{"relation": "self", "url": _url(base, res_type, used)}]
     page_args = [("_page", page_id)] if page_id else []
     keep_args = [(k, v) for k, v in pairs if k in ("_count", "_summary", "_elements", "_include", "_revinclude",
                                                    "_include:iterate", "_revinclude:iterate", "_total")]
     if not page_id:
-        keep_args = [(k, v) for k, v in pairs if k not in ("_offset",)]
+        keep_args = [(k, v) for k, v in used if k not in ("_offset",)]
     if more:
         links.append({"relation": "next", "url": _url(base, res_type, [*keep_args, *page_args,
                                                                        ("_offset", str(offset + count))])})
@@ -99,8 +105,8 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
     if includes or revincludes:
         seen = {(r.res_type, r.res_id) for r in rows}
         extra = _includes(session, res_type, [r.pk for r in rows], includes, revincludes, seen)
-        if iterate and extra:
-            more_rows = _includes(session, None, [r.pk for r in extra], iterate, iterate, seen)
+        if (iter_inc or iter_rev) and extra:
+            more_rows = _includes(session, None, [r.pk for r in extra], iter_inc, iter_rev, seen)
             extra += more_rows
         if readable is not None:
             extra = [r for r in extra if readable(r.res_type)]

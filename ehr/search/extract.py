@@ -212,8 +212,9 @@ def _uris(code: str, value: Any, ftype: str) -> Iterable[IndexValue]:
 def _references(code: str, value: Any, ftype: str) -> Iterable[IndexValue]:
     """A literal reference as type, id and URL; a canonical as its URL (https://hl7.org/fhir/R4/search.html#reference).
 
-    An absolute URL ending in Type/id also gets type and id; `urn:uuid:` keeps the URL and the type
-    from Reference.type if given. Reference.identifier becomes a token under `<code>:identifier`.
+    An absolute URL keeps its type but no id (it names another server's resource); `urn:uuid:` keeps
+    the URL and the type from Reference.type if given. Reference.identifier becomes a token under
+    `<code>:identifier`.
     """
     if isinstance(value, str):
         return [ReferenceValue(code, None, None, value)]
@@ -223,6 +224,8 @@ def _references(code: str, value: Any, ftype: str) -> Iterable[IndexValue]:
     url = value.get("reference")
     if isinstance(url, str) and url and not url.startswith("#"):
         target, target_id = parse_reference(url)
+        if url.startswith(("http://", "https://")):
+            target_id = None  # another server's resource: never matches a local id, only its URL
         declared = value.get("type")
         if target is None and isinstance(declared, str):
             target = declared.rsplit("/", 1)[-1]

@@ -129,6 +129,12 @@ def criteria(res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = Fal
     return out
 
 
+def used_pairs(res_type: str, pairs: list[tuple[str, str]], *, lenient: bool = False) -> list[tuple[str, str]]:
+    """The pairs a search really used: the self link leaves out what lenient handling ignored."""
+    return [(k, v) for k, v in pairs
+            if k.partition(":")[0] in RESULT_PARAMS or parse_key(res_type, k, v, lenient=lenient) is not None]
+
+
 def select_pks(res_type: str, crits: list[Criterion], res: TableClause | Alias = R,
                scope: ColumnElement[bool] | None = None) -> Select:
     """SELECT pk, id of the live resources of a type matching every criterion (and the caller's scope)."""
@@ -156,6 +162,8 @@ def clause(res_type: str, c: Criterion, res: TableClause | Alias = R) -> ColumnE
         table = _TABLE[param.type]
         present = select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == c.name)
         return res.c.pk.not_in(present) if flag == "true" else res.c.pk.in_(present)
+    if c.modifier and param.type in ("date", "number", "quantity", "composite") and c.modifier != "missing":
+        raise _unsupported(c, param.type)
     builder = _BUILDERS.get(param.type)
     if builder is None:
         raise InvalidError(f"Search parameter '{c.name}' of type {param.type} is not supported",
@@ -212,8 +220,8 @@ def _unsupported(c: Criterion, kind: str) -> InvalidError:
 
 
 def _token_value(t, v: str, c: Criterion) -> ColumnElement[bool]:
-    if c.modifier == "text":
-        return t.c.text.ilike(f"%{_like_escape(v)}%", escape="\\")
+    if c.modifier == "text":  # a string search over the (normalised) display and text
+        return t.c.text.like(f"%{_like_escape(normalize_string(v))}%", escape="\\")
     if "|" in v:
         system, _, code = v.partition("|")
         conds = [t.c.system.is_(None) if system == "" else t.c.system == system]
@@ -273,8 +281,8 @@ def _reference(res_type: str, c: Criterion) -> Select:
 def _uri(res_type: str, c: Criterion) -> Select:
     """https://hl7.org/fhir/R4/search.html#uri — exact, :below (prefix), :above (the value starts with it)."""
     t = UriIndex.__table__
-    if c.modifier == "below":
-        alts = [t.c.uri.like(f"{_like_escape(v)}%", escape="\\") for v in c.values]
+    if c.modifier == "below":  # a binary prefix range: case-sensitive on every database, as URIs are
+        alts = [and_(t.c.uri >= v, t.c.uri < v + "\U0010ffff") for v in c.values]
     elif c.modifier == "above":
         alts = [and_(t.c.uri.in_(_prefixes(v))) for v in c.values]
     elif c.modifier is None:

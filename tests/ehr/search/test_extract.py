@@ -141,7 +141,7 @@ def test_patient_references() -> None:
     values = extract(PATIENT)
     assert of(values, "general-practitioner") == [
         ReferenceValue(
-            "general-practitioner", "Practitioner", "9", "https://fhir.example.org/fhir/Practitioner/9"
+            "general-practitioner", "Practitioner", None, "https://fhir.example.org/fhir/Practitioner/9"
         )
     ]
     assert of(values, "general-practitioner:identifier") == [
@@ -208,7 +208,7 @@ def test_reference_restriction_uses_the_target_type() -> None:
         observation({"value": 1}, subject={"reference": "https://other.example/fhir/Patient/5"})
     )
     assert of(absolute, "patient") == [
-        ReferenceValue("patient", "Patient", "5", "https://other.example/fhir/Patient/5")
+        ReferenceValue("patient", "Patient", None, "https://other.example/fhir/Patient/5")
     ]
     typed = extract(observation({"value": 1}, subject={"reference": "urn:uuid:1b2c", "type": "Patient"}))
     assert of(typed, "patient") == [ReferenceValue("patient", "Patient", None, "urn:uuid:1b2c")]
