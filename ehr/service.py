@@ -17,7 +17,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from ehr import repository as repo
-from ehr.references import classify, iter_references
+from ehr.references import classify, iter_references, rewrite_references
 from ehr.scope import Scope
 from ehr.search import query as q
 from ehr.search.extract import extract
@@ -261,6 +261,9 @@ class FhirStore:
         content = {"resourceType": rtype, "id": rid, **{k: v for k, v in data.items()
                                                           if k not in ("resourceType", "id", "meta")}}
         content["meta"] = meta
+        if self.base_url:  # references to this server are stored relative (https://hl7.org/fhir/R4/references.html)
+            local = self.base_url.rstrip("/") + "/"
+            rewrite_references(content, lambda raw: raw[len(local):] if raw.startswith(local) else None)
         text = orjson.dumps(content).decode()
         pending = repo.Pending(rtype, rid, vid, now, method, text, extract(content),
                                existing.pk if existing is not None else None,

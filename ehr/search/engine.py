@@ -51,8 +51,10 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
     revincludes = [v for k, v in pairs if k in ("_revinclude", "_revinclude:iterate")]
     iter_inc = [v for k, v in pairs if k == "_include:iterate"]
     iter_rev = [v for k, v in pairs if k == "_revinclude:iterate"]
-    for spec in includes + revincludes:
+    for spec in includes:
         _include_spec(spec)  # a malformed spec is a 400 even when nothing matches
+    for spec in revincludes:
+        _include_spec(spec, "_revinclude")
     if opts.get("_count") == "0":  # https://hl7.org/fhir/R4/search.html#count: the same as _summary=count
         summary = "count"
     used = q.used_pairs(res_type, pairs, lenient=lenient)
@@ -199,16 +201,16 @@ def _includes(session: Session, res_type: str | None, pks: list[int], includes: 
     return found
 
 
-def _include_spec(spec: str) -> tuple[str, str, str | None]:
+def _include_spec(spec: str, name: str = "_include") -> tuple[str, str, str | None]:
     parts = spec.split(":")
     if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidError(f"'{spec}' is not of the form Type:parameter[:targetType]", expression=["_include"])
+        raise InvalidError(f"{name} '{spec}' is not of the form Type:parameter[:targetType]", expression=[name])
     src, param = parts[0], parts[1]
     if param != "*":
         p = registry.get_param(src, param)
         if p is None or p.type != "reference":
-            raise InvalidError(f"'{param}' is not a reference search parameter of {src}",
-                               expression=["_include"])
+            raise InvalidError(f"{name}: '{param}' is not a reference search parameter of {src}",
+                               expression=[name])
     return src, param, parts[2] if len(parts) == 3 else None
 
 

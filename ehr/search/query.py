@@ -281,8 +281,8 @@ def _reference(res_type: str, c: Criterion) -> Select:
 def _uri(res_type: str, c: Criterion) -> Select:
     """https://hl7.org/fhir/R4/search.html#uri — exact, :below (prefix), :above (the value starts with it)."""
     t = UriIndex.__table__
-    if c.modifier == "below":  # a binary prefix range: case-sensitive on every database, as URIs are
-        alts = [and_(t.c.uri >= v, t.c.uri < v + "\U0010ffff") for v in c.values]
+    if c.modifier == "below":  # an exact prefix, whatever the database's collation: URIs are case-sensitive
+        alts = [func.substr(t.c.uri, 1, len(v)) == v for v in c.values]
     elif c.modifier == "above":
         alts = [and_(t.c.uri.in_(_prefixes(v))) for v in c.values]
     elif c.modifier is None:
