@@ -63,12 +63,12 @@ Runner = Callable[[Callable[[FhirStore], T]], T]
 
 
 def db_runner(db, *, base_url: str | None = None, also: Callable[[Session], None] | None = None,
-              scope: Scope | None = None) -> Runner:
+              scope: Scope | Callable[[Session], Scope] | None = None) -> Runner:
     """A Runner over a Database: each call is one unit of work; ``also`` joins that unit (e.g. progress)."""
 
     def run(fn):
         def work(session: Session):
-            out = fn(FhirStore(session, base_url=base_url, scope=scope))
+            out = fn(FhirStore(session, base_url=base_url, scope=scope(session) if callable(scope) else scope))
             if also is not None:
                 also(session)
             return out

@@ -33,6 +33,7 @@ from ehr.search.engine import keep_pages, search
 from ehr.service import FhirStore, WriteResult
 from ehr.validation import is_resource_type
 from himhis.errors import ForbiddenError, InvalidError, NotFoundError
+from identity import breakglass
 from identity.dependencies import get_principal
 from identity.policy import policy
 from identity.principal import Principal
@@ -59,17 +60,27 @@ def _db(request: Request):
     return request.app.state.db
 
 
-def scope_of(principal: Principal) -> Scope:
-    """A patient's token sees only that patient's compartment; staff are not narrowed here."""
+def scope_for(session, principal: Principal) -> Scope:
+    """What the caller may see: a patient their own compartment; facility staff their facility's
+    patients, widened by any break-glass grant in force; other roles are limited by policy alone."""
     if principal.has_role("patient"):
         if not principal.patient_id:
             raise ForbiddenError("This patient login is not linked to a patient record")
         return Scope(patient_id=principal.patient_id)
+    if principal.has_role(*breakglass.ROLES):
+        grants = breakglass.active(session, principal)
+        reason = "; ".join(g.reason for g in grants) or None
+        if any(g.patient_id is None for g in grants):
+            return Scope(reason=reason)
+        if not principal.facility:
+            raise ForbiddenError("This staff login has no facility; ask an administrator to set it, or use "
+                                 "break-glass access with a reason")
+        return Scope(facility=principal.facility, also=tuple(g.patient_id for g in grants), reason=reason)
     return Scope()
 
 
 def _store(request: Request, session, principal: Principal) -> FhirStore:
-    return FhirStore(session, base_url=base_url(request), scope=scope_of(principal))
+    return FhirStore(session, base_url=base_url(request), scope=scope_for(session, principal))
 
 
 async def _run(request: Request, fn, *, write: bool):
@@ -127,7 +138,8 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     def authorize(interaction: str, res_type: str | None) -> None:
         rules.check(principal, interaction, res_type)
 
-    runner = bundles.db_runner(_db(request), base_url=base_url(request), scope=scope_of(principal))
+    runner = bundles.db_runner(_db(request), base_url=base_url(request),
+                               scope=lambda session: scope_for(session, principal))
     result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
                                      authorize=authorize)
     return FhirResponse(result)
@@ -203,7 +215,7 @@ async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]],
     result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
                                                   default_count=page, keep=keep,
                                                   readable=lambda t: policy().allows(principal, "read", t),
-                                                  scope=scope_of(principal)),
+                                                  scope=scope_for(s, principal)),
                         write=False)
     return FhirResponse(result)
 

@@ -1,10 +1,14 @@
-"""Which resources a caller may see at all: the patient compartment of a patient's token.
+"""Which resources a caller may see at all: a patient's compartment, or a facility's patients.
 
 https://hl7.org/fhir/R4/compartmentdefinition-patient.html — a resource is in Patient/p's
 compartment when one of its compartment parameters references Patient/p (or it is Patient/p).
 Scoping is applied here, once, as SQL over the reference index, and every read path of the store
 (read, vread, history, search, includes, $everything, bundle GETs) goes through it. Outside the
 scope a resource answers exactly as a resource that does not exist.
+
+Facility scope: staff of a facility see the patients registered there (Patient.managingOrganization
+is the facility's Organization, identified by ``himhis.systems.FACILITY``, or one of its departments)
+or with an Encounter there (Encounter.serviceProvider likewise), and those patients' compartments.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Alias, TableClause
 
 from ehr.search import registry
-from himhis.models import ReferenceIndex, Resource
+from himhis.models import ReferenceIndex, Resource, TokenIndex
+from himhis.systems import FACILITY
 
 R = Resource.__table__
 REF = ReferenceIndex.__table__
@@ -34,25 +39,68 @@ def patient_data_types() -> frozenset[str]:
     return frozenset({"Patient"} | {t for t in registry.resource_types() if compartment_params(t)})
 
 
+def facility_patients(facility: str):
+    """SELECT the ids of the patients registered at, or seen at, a facility.
+
+    Built from common table expressions with joins, which keeps the statement shallow enough for
+    SQLite's parser as well as PostgreSQL's planner.
+    """
+    tok = TokenIndex.__table__
+    org, part = R.alias("fac_org"), REF.alias("fac_part")
+    own = (select(org.c.res_id.label("id")).join(tok, tok.c.resource_pk == org.c.pk)
+           .where(tok.c.res_type == "Organization", tok.c.param == "identifier", tok.c.system == FACILITY,
+                  tok.c.code == facility))
+    own_cte = own.cte(f"fac_own_{_tag(facility)}")
+    departments = (select(org.c.res_id.label("id")).join(part, part.c.resource_pk == org.c.pk)
+                   .join(own_cte, own_cte.c.id == part.c.target_id)
+                   .where(part.c.res_type == "Organization", part.c.param == "partof"))
+    orgs = own.union(departments).cte(f"fac_orgs_{_tag(facility)}")
+    reg = REF.alias("fac_reg")
+    registered = select(org.c.res_id.label("id")).where(org.c.res_type == "Patient", org.c.pk.in_(
+        select(reg.c.resource_pk).join(orgs, orgs.c.id == reg.c.target_id)
+        .where(reg.c.res_type == "Patient", reg.c.param == "organization", reg.c.target_type == "Organization")))
+    enc, sp = REF.alias("fac_enc"), REF.alias("fac_sp")
+    seen = (select(enc.c.target_id.label("id")).join(sp, sp.c.resource_pk == enc.c.resource_pk)
+            .join(orgs, orgs.c.id == sp.c.target_id)
+            .where(enc.c.res_type == "Encounter", enc.c.param == "patient", enc.c.target_type == "Patient",
+                   sp.c.res_type == "Encounter", sp.c.param == "service-provider"))
+    patients = registered.union(seen).cte(f"fac_patients_{_tag(facility)}")
+    return select(patients.c.id)
+
+
+def _tag(facility: str) -> str:
+    return "".join(ch for ch in facility.lower() if ch.isalnum())[:20] or "x"
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """No restriction, or one patient's compartment."""
+    """No restriction, one patient's compartment, or the patients of one facility."""
 
     patient_id: str | None = None
+    facility: str | None = None
+    also: tuple[str, ...] = ()  # patients opened beyond the facility by break-glass
+    reason: str | None = None  # the break-glass reason in force, for the audit record
 
     @property
     def unrestricted(self) -> bool:
-        return self.patient_id is None
+        return self.patient_id is None and self.facility is None
 
     def clause(self, res_type: str, res: TableClause | Alias = R) -> ColumnElement[bool] | None:
         """An extra WHERE on ``res`` for resources of ``res_type``; None when nothing is hidden."""
-        if self.patient_id is None or res_type not in patient_data_types():
+        if self.unrestricted or res_type not in patient_data_types():
             return None
+        if self.patient_id is not None:
+            patients = REF.c.target_id == self.patient_id
+            is_patient = res.c.res_id == self.patient_id
+        else:
+            ids = facility_patients(self.facility)
+            patients = or_(REF.c.target_id.in_(ids), REF.c.target_id.in_(self.also))
+            is_patient = or_(res.c.res_id.in_(ids), res.c.res_id.in_(self.also))
         refs = select(REF.c.resource_pk).where(REF.c.res_type == res_type,
                                                REF.c.param.in_(compartment_params(res_type)),
-                                               REF.c.target_type == "Patient", REF.c.target_id == self.patient_id)
+                                               REF.c.target_type == "Patient", patients)
         in_compartment = res.c.pk.in_(refs)
-        return or_(res.c.res_id == self.patient_id, in_compartment) if res_type == "Patient" else in_compartment
+        return or_(is_patient, in_compartment) if res_type == "Patient" else in_compartment
 
     def visible(self, session: Session, res_type: str, pks: Iterable[int]) -> set[int]:
         """Which of these resources of one type the scope lets through."""

@@ -149,7 +149,13 @@ class FhirStore:
         if not crits:
             raise InvalidError("Conditional criteria must name at least one search parameter",
                                code="required")
-        return [row.res_id for row in self.session.execute(q.select_pks(res_type, crits).limit(3))]
+        rows = self.session.execute(q.select_pks(res_type, crits).limit(3)).all()
+        if rows and not self.scope.unrestricted:
+            hidden = {r.pk for r in rows} - self.scope.visible(self.session, res_type, [r.pk for r in rows])
+            if hidden:
+                raise ForbiddenError(f"'{criteria}' matches a {res_type} outside the records you can see; "
+                                     "use break-glass access with a reason if you must work on it")
+        return [row.res_id for row in rows]
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -181,6 +187,8 @@ class FhirStore:
             raise InvalidError(f"The resource id '{body_id}' does not match the URL's id '{res_id}'",
                                expression=[f"{rtype}.id"])
         existing = repo.current(self.session, rtype, res_id, lock=True)
+        if existing is not None and not existing.deleted and not self.scope.unrestricted:
+            self._visible(existing, rtype, res_id)
         if if_match is not None:
             wanted = _etag_version(if_match)
             if existing is None or existing.deleted or existing.version_id != wanted:
@@ -215,9 +223,7 @@ class FhirStore:
     def delete(self, res_type: str, res_id: str) -> WriteResult:
         """https://hl7.org/fhir/R4/http.html#delete — a new version that marks the deletion."""
         self._check_type(res_type)
-        existing = repo.current(self.session, res_type, res_id, lock=True)
-        if existing is None:
-            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        existing = self._visible(repo.current(self.session, res_type, res_id, lock=True), res_type, res_id)
         if existing.deleted:
             return WriteResult(_stored(existing), 200)
         now = repo.utcnow()

@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.include_router(build_router(settings))
     app.state.token_validator = build_validator(settings)
     app.include_router(web.router)
+    from identity.breakglass_routes import router as breakglass_router
+
+    app.include_router(breakglass_router)
 
     from ehr.routes import public, router
     from himhis import pages

@@ -84,7 +84,9 @@ def _database(url: str) -> Database:
 
 
 def _empty(db: Database) -> None:
-    with db.engine.begin() as conn:
+    from audit.testing import triggers_disabled  # the audit tables refuse DELETE and TRUNCATE otherwise
+
+    with db.engine.begin() as conn, triggers_disabled(conn):
         tables = list(reversed(Base.metadata.sorted_tables))
         if db.dialect == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
@@ -170,11 +172,23 @@ def mint_token(settings: Settings, *, roles: tuple[str, ...], username: str = "t
     return idp.password_grant(idp.client("himhis-cli"), username, "pw")["access_token"]
 
 
+def steward_headers(client, settings: Settings, *, roles: tuple[str, ...] = ("doctor", "admin")) -> dict:
+    """Headers for a doctor-and-admin who has opened break-glass access to every patient.
+
+    A doctor sees only their facility's patients; store tests work across the whole record, so they
+    open break-glass access, as a real user would in an emergency, through the real endpoint.
+    """
+    headers = {"Authorization": f"Bearer {mint_token(settings, roles=roles)}"}
+    r = client.post("/break-glass", json={"reason": "store tests work across every facility", "minutes": 240},
+                    headers=headers)
+    assert r.status_code == 201, r.text
+    return headers
+
+
 @pytest.fixture
 def fhir(client, settings):
-    """A client whose token carries the doctor and admin roles, for store tests that are not about
-    authorisation (clinical and infrastructure resources alike)."""
-    client.headers["Authorization"] = f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"
+    """A client for store tests that are not about authorisation (clinical and infrastructure alike)."""
+    client.headers.update(steward_headers(client, settings))
     return client
 
 

@@ -1,5 +1,7 @@
 """All ORM models of HimHIS, in one package, so Alembic sees one metadata."""
 
+from himhis.models.access import BreakGlass
+from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
 from himhis.models.base import Base
 from himhis.models.resource import (
     DateIndex,
@@ -16,7 +18,11 @@ from himhis.models.resource import (
 )
 
 __all__ = [
+    "AuditHead",
+    "AuditPatient",
+    "AuditRecord",
     "Base",
+    "BreakGlass",
     "DateIndex",
     "ImportProgress",
     "NumberIndex",

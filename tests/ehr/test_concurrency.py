@@ -5,8 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
-from tests.conftest import get_token
+from himhis.systems import FACILITY
+from tests.conftest import get_token, steward_headers
 
 UHID = "https://himhis.hp.gov.in/fhir/sid/uhid"
 N = 12
@@ -17,7 +19,16 @@ def _client(live_server: str, token: str) -> httpx.Client:
 
 
 def _patient(uhid: str, family: str = "Kashyap") -> dict:
-    return {"resourceType": "Patient", "name": [{"family": family}], "identifier": [{"system": UHID, "value": uhid}]}
+    return {"resourceType": "Patient", "name": [{"family": family}], "identifier": [{"system": UHID, "value": uhid}],
+            "managingOrganization": {"reference": "Organization/igmc"}}
+
+
+@pytest.fixture(autouse=True)
+def igmc(client, settings):
+    """The facility the doctor works at, so the patients registered there are theirs to see."""
+    org = {"resourceType": "Organization", "id": "igmc", "name": "IGMC Shimla",
+           "identifier": [{"system": FACILITY, "value": "IGMC"}]}
+    assert client.put("/fhir/Organization/igmc", json=org, headers=steward_headers(client, settings)).status_code == 201
 
 
 def test_parallel_conditional_creates_make_one_resource(client, live_server):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import get_token, mint_token
+from tests.conftest import get_token, mint_token, steward_headers
 
 LOINC = "http://loinc.org"
 
 
 @pytest.fixture
 def two_patients(client, settings):
-    steward = {"Authorization": f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"}
+    steward = steward_headers(client, settings)
 
     def put(resource):
         r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource, headers=steward)
@@ -88,7 +88,7 @@ def test_everything_and_bundles(client, two_patients):
 
 
 def test_paging_links_do_not_cross_patients(client, settings, two_patients):
-    doctor = {"Authorization": f"Bearer {mint_token(settings, roles=('doctor',))}"}
+    doctor = steward_headers(client, settings, roles=("doctor",))
     first = client.get("/fhir/Observation?_count=1", headers=doctor).json()
     nxt = next(lk["url"] for lk in first["link"] if lk["relation"] == "next").replace("http://testserver", "")
     assert len(client.get(nxt, headers=doctor).json()["entry"]) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import get_token, mint_token
+from tests.conftest import get_token, steward_headers
 
 OBS = {"resourceType": "Observation", "status": "final", "code": {"text": "Hb"}}
 ORG = {"resourceType": "Organization", "name": "PHC Theog"}
@@ -61,7 +61,7 @@ def test_bundle_entries_are_checked_one_by_one(client, settings):
         {"resource": ORG, "request": {"method": "POST", "url": "Organization"}}]}
     r = client.post("/fhir", json=tx, headers=nurse)
     assert r.status_code == 403
-    steward = {"Authorization": f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"}
+    steward = steward_headers(client, settings)
     assert client.get("/fhir/Observation?_summary=count", headers=steward).json()["total"] == 0
     batch = {**tx, "type": "batch"}
     entries = client.post("/fhir", json=batch, headers=nurse).json()["entry"]
@@ -73,7 +73,7 @@ def test_bundle_entries_are_checked_one_by_one(client, settings):
 def test_includes_leave_out_what_the_reader_may_not_read(client, settings, db):
     from ehr.search.engine import search
 
-    steward = {"Authorization": f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"}
+    steward = steward_headers(client, settings)
     org = client.post("/fhir/Organization", json=ORG, headers=steward).json()
     client.post("/fhir/Patient", json={"resourceType": "Patient", "managingOrganization": {
         "reference": f"Organization/{org['id']}"}}, headers=steward)

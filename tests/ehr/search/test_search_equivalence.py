@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 
 from himhis.app import create_app
 from himhis.config import Settings
-from tests.conftest import _database, _empty, mint_token, require_corpora
+from tests.conftest import _database, _empty, require_corpora, steward_headers
 
 PATIENTS = ("Emery884_", "Glenn0_", "Bob965_")  # male 1987 with a condition, female 1997, male 1991 without
 SYNTHEA = "https://github.com/synthetichealth/synthea"
@@ -404,7 +404,7 @@ def test_sqlite_and_postgresql_give_identical_answers(sqlite_url, pg_url, var_di
         settings = Settings(database_url=url, var_dir=var_dir, environment="development")
         try:
             with TestClient(create_app(settings, db=database)) as client:
-                client.headers["Authorization"] = f"Bearer {mint_token(settings, roles=('doctor', 'admin'))}"
+                client.headers.update(steward_headers(client, settings))
                 answers[name] = run(client, load(client, data), queries)
         finally:
             database.dispose()

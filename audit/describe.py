@@ -1,0 +1,160 @@
+"""Whose data an interaction touched: the patients of resources, results and Bundles, for audit entries.
+
+A resource is a patient's data when it is in that patient's compartment
+(https://hl7.org/fhir/R4/compartmentdefinition-patient.html): the Patient itself, or a resource
+whose compartment parameters (subject, patient, performer, …) reference the Patient. The
+``of_*`` functions fit ``run_audited(details=...)``: they take the session and the result and return
+the entry fields the result tells.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ehr.references import iter_references
+from ehr.search.extract import ReferenceValue, extract
+from ehr.search.normalize import parse_reference
+from ehr.search.registry import patient_compartment_params
+from himhis.models import ReferenceIndex, Resource, ResourceVersion
+
+R = Resource.__table__
+V = ResourceVersion.__table__
+REF = ReferenceIndex.__table__
+_CHUNK = 500
+
+
+def patients_of(resource: dict) -> list[str]:
+    """Ids of the Patients whose compartment holds this resource (a JSON dict as stored)."""
+    rtype = resource.get("resourceType")
+    out: list[str] = []
+    if rtype == "Patient" and isinstance(resource.get("id"), str):
+        out.append(resource["id"])
+    params = set(patient_compartment_params(rtype)) if isinstance(rtype, str) else set()
+    if params:
+        try:
+            out += [v.target_id for v in extract(resource)
+                    if isinstance(v, ReferenceValue) and v.param in params and v.target_type == "Patient"
+                    and v.target_id]
+        except ValueError:  # a value the index cannot read: fall back to every Patient reference
+            for _path, raw in iter_references(resource):
+                target, target_id = parse_reference(raw)
+                if target == "Patient" and target_id:
+                    out.append(target_id)
+    return list(dict.fromkeys(out))
+
+
+def patients_of_keys(session: Session, keys: Iterable[tuple[str, str]]) -> list[str]:
+    """Ids of the Patients whose data the resources ``(type, id)`` are, from the search index.
+
+    A deleted resource has no index rows left; its last stored content is read instead.
+    """
+    by_type: dict[str, set[str]] = defaultdict(set)
+    out: list[str] = []
+    for rtype, rid in keys:
+        if rtype == "Patient":
+            out.append(rid)
+        elif patient_compartment_params(rtype):
+            by_type[rtype].add(rid)
+    for rtype, ids in by_type.items():
+        params = set(patient_compartment_params(rtype))
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start:start + _CHUNK]
+            refs = session.execute(
+                select(REF.c.param, REF.c.target_id).join(R, R.c.pk == REF.c.resource_pk)
+                .where(R.c.res_type == rtype, R.c.res_id.in_(chunk), REF.c.target_type == "Patient")
+            ).all()
+            out += [target for param, target in refs if param in params and target]
+            gone = session.execute(select(R.c.res_id).where(R.c.res_type == rtype, R.c.res_id.in_(chunk),
+                                                            R.c.deleted.is_(True))).scalars().all()
+            for rid in gone:
+                content = _last_content(session, rtype, rid)
+                if content:
+                    out += patients_of(orjson.loads(content))
+    return list(dict.fromkeys(out))
+
+
+def _last_content(session: Session, rtype: str, rid: str) -> str | None:
+    return session.execute(select(V.c.content).where(V.c.res_type == rtype, V.c.res_id == rid,
+                                                      V.c.content.is_not(None))
+                           .order_by(V.c.version_id.desc()).limit(1)).scalar()
+
+
+def bundle_keys(bundle: dict) -> list[tuple[str, str]]:
+    """``(type, id)`` of every resource a Bundle carries or names (fullUrl, resource, response.location),
+    nested Bundles included."""
+    keys: list[tuple[str, str]] = []
+    for entry in bundle.get("entry") or ():
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            keys += bundle_keys(resource)  # a search answered inside a batch
+        elif isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
+            keys.append((resource["resourceType"], resource["id"]))
+        for url in (entry.get("fullUrl"), (entry.get("response") or {}).get("location")):
+            if isinstance(url, str) and (key := _key(url)):
+                keys.append(key)
+    return list(dict.fromkeys(keys))
+
+
+def _key(url: str) -> tuple[str, str] | None:
+    """``Type/id`` at the end of a URL, ignoring ``/_history/v``; None for ``urn:uuid:`` and the like."""
+    parts = [p for p in url.split("?", 1)[0].split("/") if p]
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2].isalpha():
+        return parts[-2], parts[-1]
+    return None
+
+
+# -- details for run_audited -------------------------------------------------------------------
+
+
+def of_stored(session: Session, stored: Any) -> dict[str, Any]:
+    """Fields of a read or vread result (``ehr.service.Stored``)."""
+    patients = patients_of(stored.json()) if stored.text else patients_of_keys(session, [(stored.res_type,
+                                                                                           stored.res_id)])
+    return {"resource_type": stored.res_type, "resource_id": stored.res_id, "version_id": stored.version_id,
+            "patient_ids": patients}
+
+
+def of_write(session: Session, result: Any) -> dict[str, Any]:
+    """Fields of a create, update or delete result (``ehr.service.WriteResult``); a delete names the
+    patients of the version it removed. A conditional delete that matched nothing (None) adds nothing."""
+    if result is None:
+        return {}
+    stored = result.stored
+    if stored.text:
+        patients = patients_of(stored.json())
+    else:
+        content = _last_content(session, stored.res_type, stored.res_id)
+        patients = patients_of(orjson.loads(content)) if content else []
+    return {"resource_type": stored.res_type, "resource_id": stored.res_id, "version_id": stored.version_id,
+            "patient_ids": patients}
+
+
+def of_versions(session: Session, result: Any) -> dict[str, Any]:
+    """Fields of a history result (``FhirStore.history``: the versions, or ``(versions, total)``): the
+    patients of every version returned."""
+    versions = result[0] if isinstance(result, tuple) else result
+    patients: list[str] = []
+    gone: list[tuple[str, str]] = []
+    for v in versions:
+        if v.text:
+            patients += patients_of(v.json())
+        else:
+            gone.append((v.res_type, v.res_id))
+    return {"patient_ids": list(dict.fromkeys(patients + patients_of_keys(session, gone)))}
+
+
+def of_bundle(session: Session, bundle: dict) -> dict[str, Any]:
+    """Fields of a Bundle returned (searchset, history, $everything) or processed (transaction-response):
+    every patient whose data it carries."""
+    return {"patient_ids": patients_of_keys(session, bundle_keys(bundle))}

@@ -1,0 +1,255 @@
+"""Recording audited interactions: an append-only, hash-chained log in the caller's transaction.
+
+What is recorded follows FHIR AuditEvent (https://hl7.org/fhir/R4/auditevent.html): who (user,
+roles, facility, client), what (interaction, resource, patients), when, from where, the outcome and
+any break-glass reason. Each record's ``hash`` is SHA-256 over a canonical serialisation of its
+fields and the previous record's hash, so ``audit.verify`` finds any record edited, deleted,
+reordered or cut off the end.
+
+Usage: a write records its audit entry in its own unit of work, **as the last step before commit**
+(``record(session, entry)``): appending takes the chain lock, which is then held only until commit,
+and the audit record is saved or rolled back with the write. A read is audited right after it, in a
+short write unit of work of its own (``audit_read(db, entry)``); if that fails the read fails, so a
+read is never returned unaudited. ``run_audited`` does both, including failed attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+from himhis.db import Database
+from himhis.errors import HimHISError
+from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+A = AuditRecord.__table__
+AP = AuditPatient.__table__
+H = AuditHead.__table__
+
+GENESIS = "0" * 64  # prev_hash of record 1
+# pg_advisory_xact_lock key serialising appends to the chain (blake2b-64 of "himhis.audit_log").
+LOCK_KEY = int.from_bytes(hashlib.blake2b(b"himhis.audit_log", digest_size=8).digest(), "big", signed=True)
+
+# AuditEvent.outcome (https://hl7.org/fhir/R4/valueset-audit-event-outcome.html)
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
+OUTCOMES = (SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE)
+# v3 PurposeOfUse (http://terminology.hl7.org/CodeSystem/v3-ActReason)
+TREAT, ETREAT = "TREAT", "ETREAT"
+
+# The fields the hash covers, in this order; changing it invalidates every existing chain.
+HASHED = ("seq", "recorded", "actor_subject", "actor_username", "actor_roles", "actor_facility", "client_id",
+          "source_ip", "user_agent", "interaction", "resource_type", "resource_id", "version_id", "patient_ids",
+          "query", "outcome", "outcome_detail", "purpose_of_use", "break_glass_reason")
+# Column lengths: values are cut to fit before hashing, so what is stored is what was hashed.
+_LIMITS = {c.name: c.type.length for c in A.columns if getattr(c.type, "length", None)}
+
+
+@cache
+def interactions() -> dict[str, dict[str, str]]:
+    """Interaction codes and their AuditEvent action and BALP roles (``audit/data/interactions.json``)."""
+    return orjson.loads((Path(__file__).parent / "data" / "interactions.json").read_bytes())["interactions"]
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """What a caller knows about one interaction; ``record`` adds when, the chain position and hashes."""
+
+    interaction: str  # http://hl7.org/fhir/restful-interaction code, or login / logout / break-glass
+    actor_subject: str | None = None
+    actor_username: str | None = None
+    actor_roles: Sequence[str] = ()
+    actor_facility: str | None = None
+    client_id: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    version_id: str | int | None = None
+    patient_ids: Iterable[str] = ()  # every Patient id whose data was read or written (searches: returned)
+    query: str | None = None  # the search or operation parameters, as received
+    outcome: int = SUCCESS
+    outcome_detail: str | None = None  # e.g. "404 Patient/x is not known"
+    purpose_of_use: str | None = None  # TREAT, ETREAT (break-glass), …
+    break_glass_reason: str | None = None
+
+    @classmethod
+    def by(cls, principal: Any, interaction: str, **kw: Any) -> AuditEntry:
+        """An entry for ``interaction`` by an ``identity.principal.Principal`` (or anything shaped like one)."""
+        return cls(interaction=interaction, actor_subject=getattr(principal, "subject", None),
+                   actor_username=getattr(principal, "username", None),
+                   actor_roles=tuple(sorted(getattr(principal, "roles", ()) or ())),
+                   actor_facility=getattr(principal, "facility", None),
+                   client_id=getattr(principal, "client_id", None), **kw)
+
+    def failed(self, status: int, message: str) -> AuditEntry:
+        """This entry with the outcome of a refused or failed interaction (HTTP ``status``)."""
+        code = MINOR_FAILURE if status < 500 else SERIOUS_FAILURE
+        return replace(self, outcome=code, outcome_detail=f"{status} {message}")
+
+    def failed_with(self, exc: BaseException) -> AuditEntry:
+        """This entry with the outcome of an exception (a HimHISError carries its HTTP status)."""
+        if isinstance(exc, HimHISError):
+            return self.failed(exc.status, exc.message)
+        return self.failed(500, f"{type(exc).__name__}: {exc}")
+
+
+def utcnow() -> datetime:
+    """Now, naive UTC, to the millisecond (what AuditEvent.recorded carries and both databases keep)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def canonical(row: Mapping[str, Any]) -> bytes:
+    """The bytes a record's hash covers: its fields as sorted-key JSON (times as ISO 8601 with ms)."""
+    values = {}
+    for name in HASHED:
+        value = row[name]
+        if isinstance(value, datetime):
+            value = value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+        values[name] = value
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(row: Mapping[str, Any], prev_hash: str) -> str:
+    """SHA-256 (hex) of the previous record's hash and this record's canonical fields."""
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical(row)).hexdigest()
+
+
+def _clean(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    value = str(value).strip()
+    if not value:
+        return None
+    limit = _LIMITS.get(name)
+    return value[:limit] if limit else value
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    if entry.interaction not in interactions():
+        raise ValueError(f"'{entry.interaction}' is not an audited interaction; use one of "
+                         f"{', '.join(sorted(interactions()))}")
+    if entry.outcome not in OUTCOMES:
+        raise ValueError(f"outcome {entry.outcome} is not an AuditEvent outcome code (0, 4, 8, 12)")
+    patients = list(dict.fromkeys(p.strip() for p in entry.patient_ids if p and p.strip()))
+    bad = [p for p in patients if "," in p]
+    if bad:
+        raise ValueError(f"a Patient id cannot contain a comma: {bad[0]!r}")
+    reason = _clean(entry.break_glass_reason, "break_glass_reason")
+    purpose = _clean(entry.purpose_of_use, "purpose_of_use") or (ETREAT if reason else None)
+    row = {
+        "actor_subject": entry.actor_subject, "actor_username": entry.actor_username,
+        "actor_roles": ",".join(entry.actor_roles) if entry.actor_roles else None,
+        "actor_facility": entry.actor_facility, "client_id": entry.client_id, "source_ip": entry.source_ip,
+        "user_agent": entry.user_agent, "interaction": entry.interaction, "resource_type": entry.resource_type,
+        "resource_id": entry.resource_id, "version_id": entry.version_id,
+        "patient_ids": ",".join(patients) if patients else None, "query": entry.query,
+        "outcome_detail": entry.outcome_detail,
+    }
+    row = {k: _clean(v, k) for k, v in row.items()}
+    row.update(outcome=int(entry.outcome), purpose_of_use=purpose, break_glass_reason=reason)
+    return row
+
+
+def _lock_and_head(session: Session) -> tuple[int, str, bool]:
+    """Take the chain lock and read the head: (last seq, last hash, whether the head row exists)."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+    head = session.execute(select(H.c.seq, H.c.hash).where(H.c.id == 1)).first()
+    if head is not None:
+        return head.seq, head.hash, True
+    # No head row (a fresh or emptied database): continue from the log's own tail, if any.
+    tail = session.execute(select(A.c.seq, A.c.hash).order_by(A.c.seq.desc()).limit(1)).first()
+    return (tail.seq, tail.hash, False) if tail else (0, GENESIS, False)
+
+
+def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
+    """Append entries to the chain in the caller's transaction (flush only); returns their seq numbers.
+
+    Call it as the last step of a write transaction: it takes the chain lock (PostgreSQL advisory
+    lock; SQLite writers are already serial under BEGIN IMMEDIATE), held until commit.
+    """
+    if not entries:
+        return []
+    rows = [_row(e) for e in entries]  # validate before taking the lock
+    seq, prev, has_head = _lock_and_head(session)
+    now = utcnow()
+    for row in rows:
+        seq += 1
+        row.update(seq=seq, recorded=now, prev_hash=prev)
+        row["hash"] = prev = chain_hash(row, row["prev_hash"])
+    conn = session.connection()
+    pks = conn.execute(insert(A).returning(A.c.pk, sort_by_parameter_order=True), rows).scalars().all()
+    links = [{"audit_pk": pk, "patient_id": p} for pk, row in zip(pks, rows, strict=True)
+             for p in (row["patient_ids"] or "").split(",") if p]
+    if links:
+        conn.execute(insert(AP), links)
+    if has_head:
+        conn.execute(update(H).where(H.c.id == 1).values(seq=seq, hash=prev, updated=now))
+    else:
+        conn.execute(insert(H).values(id=1, seq=seq, hash=prev, updated=now))
+    session.flush()
+    return [r["seq"] for r in rows]
+
+
+def record(session: Session, entry: AuditEntry) -> int:
+    """Append one entry in the caller's transaction (see ``record_many``); returns its seq."""
+    return record_many(session, [entry])[0]
+
+
+def audit_read(db: Database, entry: AuditEntry) -> int:
+    """Record a read (or a failed attempt) in a unit of work of its own; raises if it cannot be saved."""
+    return db.run(lambda s: record(s, entry))
+
+
+Details = Callable[[Session, Any], Mapping[str, Any]]
+
+
+def run_audited(db: Database, fn: Callable[[Session], T], entry: AuditEntry, *, write: bool,
+                details: Details | None = None) -> T:
+    """Run ``fn`` in one unit of work and audit it, successful or not.
+
+    ``details(session, result)`` returns the fields known only from the result (resource id,
+    version, patient ids; see ``audit.describe``); it runs in ``fn``'s transaction. A write is
+    recorded in its own transaction, last; a read right after, in a short write transaction; a
+    failure (the write rolled back) in a transaction of its own, and the error is re-raised.
+    """
+
+    def completed(session: Session, result: T) -> AuditEntry:
+        return replace(entry, **details(session, result)) if details else entry
+
+    try:
+        if write:
+            def work(session: Session) -> T:
+                result = fn(session)
+                record(session, completed(session, result))
+                return result
+
+            return db.run(work)
+
+        def read(session: Session) -> tuple[T, AuditEntry]:
+            result = fn(session)
+            return result, completed(session, result)
+
+        result, done = db.run(read, write=False)
+    except Exception as exc:
+        try:
+            audit_read(db, entry.failed_with(exc))
+        except Exception:
+            log.exception("could not record the failed %s in the audit log", entry.interaction)
+        raise
+    audit_read(db, done)
+    return result
