@@ -78,8 +78,12 @@ def db_runner(db, *, base_url: str | None = None, also: Callable[[Session], None
     return run
 
 
+# Records a processed transaction (or one batch entry) in the audit log, within its unit of work.
+AuditHook = Callable[[Session, dict], None]
+
+
 def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetHandler | None = None,
-            authorize: Authorize | None = None) -> dict:
+            authorize: Authorize | None = None, audit: AuditHook | None = None) -> dict:
     """Run a batch or transaction Bundle and return the response Bundle.
 
     ``run(fn)`` calls ``fn(store)`` inside one unit of work (commit, or roll back on error). A
@@ -98,9 +102,20 @@ def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetH
         entries = [_parse_entry(base_url, i, e) for i, e in enumerate(raw_entries)]
         for e in entries:
             _authorize(authorize, e)
-        run(lambda store: _transaction(store, entries, get))
-    else:
-        entries = [_batch_entry(run, base_url, i, e, get, authorize) for i, e in enumerate(raw_entries)]
+
+        def work(store: FhirStore) -> dict:
+            _transaction(store, entries, get)
+            response = _response(kind, entries)
+            if audit is not None:
+                audit(store.session, response)
+            return response
+
+        return run(work)
+    entries = [_batch_entry(run, base_url, i, e, get, authorize, audit) for i, e in enumerate(raw_entries)]
+    return _response(kind, entries)
+
+
+def _response(kind: str, entries: list[Entry]) -> dict:
     return {"resourceType": "Bundle", "type": f"{kind}-response",
             "entry": [{"response": e.response} | ({"resource": e.response.pop("_resource")}
                                                   if "_resource" in e.response else {}) for e in entries]}
@@ -325,24 +340,38 @@ def _authorize(authorize: Authorize | None, e: Entry) -> None:
 
 
 def _batch_entry(run: Runner, base_url: str | None, index: int, raw: object, get: GetHandler | None,
-                 authorize: Authorize | None = None) -> Entry:
+                 authorize: Authorize | None = None, audit: AuditHook | None = None) -> Entry:
     """One batch entry on its own (https://hl7.org/fhir/R4/http.html#brules); its failure is its answer."""
     e = Entry(index, "", "")
     try:
         e = _parse_entry(base_url, index, raw)
         _authorize(authorize, e)
         if e.method in ("GET", "HEAD"):
-            status, resource = run(lambda store: _get(store, e, get))
+            status, resource = run(lambda store: _audit_one(store, audit, e, _get(store, e, get)))
             e.response = {"status": _STATUS_TEXT.get(status, str(status))}
             if resource is not None:
                 e.response["outcome" if status >= 400 else "_resource"] = resource
         else:
-            e.response = _write_response(run(lambda store: _batch_write(store, e)))
+            e.response = _write_response(run(lambda store: _audit_one(store, audit, e, _batch_write(store, e))))
     except HimHISError as exc:
         message = exc.message if exc.message.startswith(e.path) else f"{e.path}: {exc.message}"
         e.response = {"status": f"{exc.status}",
                       "outcome": error_outcome(message, status=exc.status, code=exc.code, expression=exc.expression)}
     return e
+
+
+def _audit_one(store: FhirStore, audit: AuditHook | None, e: Entry, result: T) -> T:
+    """Record one batch entry in its own unit of work, as a one-entry response Bundle."""
+    if audit is not None:
+        if isinstance(result, tuple):
+            status, resource = result
+            entry = {"resource": resource} if status < 400 and isinstance(resource, dict) else {}
+        else:
+            entry = {"response": _write_response(result)} if result is not None else {}
+            if e.res_type and e.target:
+                entry.setdefault("response", {})["location"] = f"{e.res_type}/{e.target}"
+        audit(store.session, {"resourceType": "Bundle", "type": "batch-response", "entry": [entry]})
+    return result
 
 
 def _batch_write(store: FhirStore, e: Entry) -> WriteResult | None:

@@ -5,11 +5,16 @@ Thin: each route parses, calls the store inside one unit of work, and shapes the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from audit import fhir as audit_fhir
+from audit.describe import of_bundle, of_stored, of_versions, of_write
+from audit.service import AuditEntry, audit_read, record, run_audited
 from ehr import bundle as bundles
 from ehr.capability import capability_statement
 from ehr.http import (
@@ -50,7 +55,13 @@ def allow(interaction: str, res_type: str | None = None):
         # each sync dependency would cost a thread-pool hop per request.
         principal = get_principal(request)
         target = res_type or request.path_params.get("res_type")
-        policy().check(principal, interaction, _type(target) if target else None)
+        try:
+            policy().check(principal, interaction, _type(target) if target else None)
+        except ForbiddenError as exc:
+            entry = _audit_entry(request, principal, _audit_code(request, interaction), target,
+                                 request.path_params.get("res_id"))
+            await run_in_threadpool(audit_read, _db(request), entry.failed_with(exc))
+            raise
         return principal
 
     return dependency
@@ -60,7 +71,40 @@ def _db(request: Request):
     return request.app.state.db
 
 
-def scope_for(session, principal: Principal) -> Scope:
+def _audit_code(request: Request, policy_interaction: str) -> str:
+    """The restful-interaction code of this request (http://hl7.org/fhir/restful-interaction)."""
+    params = request.path_params
+    if policy_interaction == "read":
+        return "vread" if "version_id" in params else "read"
+    if policy_interaction == "search":
+        return "search-type"
+    if policy_interaction == "history":
+        return ("history-instance" if "res_id" in params else "history-type" if "res_type" in params
+                else "history-system")
+    return "operation" if policy_interaction.startswith("operation:") else policy_interaction
+
+
+def _audit_entry(request: Request, principal: Principal, interaction: str, res_type: str | None = None,
+                 res_id: str | None = None, *, query: str | None = None) -> AuditEntry:
+    """Who, from where and what, for the audit log; the result adds the version and the patients."""
+    return AuditEntry.by(principal, interaction, resource_type=res_type, resource_id=res_id,
+                         source_ip=request.client.host if request.client else None,
+                         user_agent=request.headers.get("user-agent"), query=query)
+
+
+async def _audited(request: Request, fn, entry: AuditEntry, *, write: bool, details=None):
+    """Run ``fn`` in one unit of work and record it in the audit log, successful or not, with any
+    break-glass reason that widened what the caller could see."""
+
+    def described(session, result) -> dict:
+        out = details(session, result) if details else {}
+        reason = getattr(request.state, "break_glass", None)
+        return out | ({"break_glass_reason": reason} if reason else {})
+
+    return await run_in_threadpool(run_audited, _db(request), fn, entry, write=write, details=described)
+
+
+def scope_for(session, principal: Principal, request: Request | None = None) -> Scope:
     """What the caller may see: a patient their own compartment; facility staff their facility's
     patients, widened by any break-glass grant in force; other roles are limited by policy alone."""
     if principal.has_role("patient"):
@@ -70,6 +114,8 @@ def scope_for(session, principal: Principal) -> Scope:
     if principal.has_role(*breakglass.ROLES):
         grants = breakglass.active(session, principal)
         reason = "; ".join(g.reason for g in grants) or None
+        if request is not None:
+            request.state.break_glass = reason
         if any(g.patient_id is None for g in grants):
             return Scope(reason=reason)
         if not principal.facility:
@@ -80,11 +126,7 @@ def scope_for(session, principal: Principal) -> Scope:
 
 
 def _store(request: Request, session, principal: Principal) -> FhirStore:
-    return FhirStore(session, base_url=base_url(request), scope=scope_for(session, principal))
-
-
-async def _run(request: Request, fn, *, write: bool):
-    return await run_in_threadpool(_db(request).run, fn, write=write)
+    return FhirStore(session, base_url=base_url(request), scope=scope_for(session, principal, request))
 
 
 def _type(res_type: str) -> str:
@@ -138,10 +180,22 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     def authorize(interaction: str, res_type: str | None) -> None:
         rules.check(principal, interaction, res_type)
 
+    kind = "transaction" if body.get("type") == "transaction" else "batch"
+    entry = _audit_entry(request, principal, kind)
+
+    def audit(session, response: dict) -> None:
+        reason = getattr(request.state, "break_glass", None)
+        record(session, replace(entry, **of_bundle(session, response),
+                                **({"break_glass_reason": reason} if reason else {})))
+
     runner = bundles.db_runner(_db(request), base_url=base_url(request),
-                               scope=lambda session: scope_for(session, principal))
-    result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
-                                     authorize=authorize)
+                               scope=lambda session: scope_for(session, principal, request))
+    try:
+        result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
+                                         authorize=authorize, audit=audit)
+    except Exception as exc:
+        await run_in_threadpool(audit_read, _db(request), entry.failed_with(exc))
+        raise
     return FhirResponse(result)
 
 
@@ -172,8 +226,11 @@ async def _history(request: Request, res_type: str | None, res_id: str | None,
     count = int_param(request, "_count", request.app.state.settings.default_page_size)
     offset = int_param(request, "_offset", 0, maximum=10**9)
     since, at = _since(request, "_since"), _since(request, "_at")
-    versions, total = await _run(request, lambda s: _store(request, s, principal).history(
-        res_type, res_id, since=since, at=at, count=count, offset=offset), write=False)
+    code = "history-instance" if res_id else "history-type" if res_type else "history-system"
+    versions, total = await _audited(request, lambda s: _store(request, s, principal).history(
+        res_type, res_id, since=since, at=at, count=count, offset=offset),
+        _audit_entry(request, principal, code, res_type, res_id, query=request.url.query or None),
+        write=False, details=of_versions)
     base = base_url(request)
     return FhirResponse({"resourceType": "Bundle", "type": "history", "total": total,
                          "link": paged_links(request, offset=offset, count=count, total=total),
@@ -184,6 +241,40 @@ async def _history(request: Request, res_type: str | None, res_id: str | None,
 async def type_history(res_type: str, request: Request,
                        principal: Principal = Depends(allow("history"))) -> FhirResponse:
     return await _history(request, _type(res_type), None, principal)
+
+
+def _log_owner(session, principal: Principal) -> str | None:
+    """None for an auditor (the whole log); a patient's own id (their record's access log)."""
+    if principal.has_role("auditor"):
+        return None
+    scope = scope_for(session, principal)
+    if scope.patient_id is None:
+        raise ForbiddenError("Only auditors and patients may read the audit log")
+    return scope.patient_id
+
+
+@router.get("/AuditEvent")
+async def audit_events(request: Request,
+                       principal: Principal = Depends(allow("search", "AuditEvent"))) -> FhirResponse:
+    """The audit log as AuditEvent search (IHE BALP): auditors see all; a patient, who saw their record."""
+    count = int_param(request, "_count", request.app.state.settings.default_page_size)
+    offset = int_param(request, "_offset", 0, maximum=10**9)
+    pairs = list(request.query_params.multi_items())
+    bundle = await _audited(request, lambda s: audit_fhir.search_bundle(
+        s, pairs, base=base_url(request), count=count, offset=offset, patient_id=_log_owner(s, principal)),
+        _audit_entry(request, principal, "search-type", "AuditEvent", query=request.url.query or None),
+        write=False)
+    bundle["link"] = paged_links(request, offset=offset, count=count, total=bundle["total"])
+    return FhirResponse(bundle)
+
+
+@router.get("/AuditEvent/{res_id}")
+async def audit_event(res_id: str, request: Request,
+                      principal: Principal = Depends(allow("read", "AuditEvent"))) -> FhirResponse:
+    event = await _audited(request, lambda s: audit_fhir.read_audit_event(
+        s, res_id, base=base_url(request), patient_id=_log_owner(s, principal)),
+        _audit_entry(request, principal, "read", "AuditEvent", res_id), write=False)
+    return FhirResponse(event)
 
 
 @router.get("/{res_type}")
@@ -212,11 +303,11 @@ async def _search(request: Request, res_type: str, pairs: list[tuple[str, str]],
     def keep(pks: list[int]) -> str:
         return db.run(lambda s: keep_pages(s, pks))
 
-    result = await _run(request, lambda s: search(s, res_type, pairs, base=base_url(request), lenient=lenient,
-                                                  default_count=page, keep=keep,
-                                                  readable=lambda t: policy().allows(principal, "read", t),
-                                                  scope=scope_for(s, principal)),
-                        write=False)
+    result = await _audited(request, lambda s: search(
+        s, res_type, pairs, base=base_url(request), lenient=lenient, default_count=page, keep=keep,
+        readable=lambda t: policy().allows(principal, "read", t), scope=scope_for(s, principal, request)),
+        _audit_entry(request, principal, "search-type", res_type, query=urlencode(pairs) or None),
+        write=False, details=of_bundle)
     return FhirResponse(result)
 
 
@@ -228,8 +319,9 @@ async def create(res_type: str, request: Request, principal: Principal = Depends
     cond = request.headers.get("if-none-exist")
     if cond and "?" in cond:
         cond = cond.split("?", 1)[1]
-    result = await _run(request, lambda s: _store(request, s, principal).create(
-        body, if_none_exist=cond, res_type=res_type), write=True)
+    result = await _audited(request, lambda s: _store(request, s, principal).create(
+        body, if_none_exist=cond, res_type=res_type), _audit_entry(request, principal, "create", res_type, query=cond),
+        write=True, details=of_write)
     return _write_response(request, result)
 
 
@@ -243,8 +335,9 @@ async def conditional_update(res_type: str, request: Request,
         raise InvalidError("A PUT to a type needs search criteria (conditional update) or an id in the URL",
                            code="required")
     res_type = _type(res_type)
-    result = await _run(request, lambda s: _store(request, s, principal).conditional_update(res_type, criteria, body),
-                        write=True)
+    result = await _audited(request, lambda s: _store(request, s, principal).conditional_update(
+        res_type, criteria, body), _audit_entry(request, principal, "update", res_type, query=criteria),
+        write=True, details=of_write)
     return _write_response(request, result)
 
 
@@ -255,7 +348,9 @@ async def conditional_delete(res_type: str, request: Request,
     if not criteria:
         raise InvalidError("A DELETE on a type needs search criteria", code="required")
     res_type = _type(res_type)
-    await _run(request, lambda s: _store(request, s, principal).conditional_delete(res_type, criteria), write=True)
+    await _audited(request, lambda s: _store(request, s, principal).conditional_delete(res_type, criteria),
+                   _audit_entry(request, principal, "delete", res_type, query=criteria), write=True,
+                   details=of_write)
     return FhirResponse(information("Deleted"), status_code=200)
 
 
@@ -264,8 +359,9 @@ async def validate_type(res_type: str, request: Request,
                         principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/resource-operation-validate.html"""
     body = await json_body(request)
-    result = await _run(request, lambda s: validate_operation(
-        _store(request, s, principal), _type(res_type), body, None), write=False)
+    result = await _audited(request, lambda s: validate_operation(
+        _store(request, s, principal), _type(res_type), body, None),
+        _audit_entry(request, principal, "operation", res_type, query="$validate"), write=False)
     return FhirResponse(result)
 
 
@@ -273,8 +369,9 @@ async def validate_type(res_type: str, request: Request,
 async def validate_instance(res_type: str, res_id: str, request: Request,
                             principal: Principal = Depends(allow("operation:validate"))) -> FhirResponse:
     body = await json_body(request)
-    result = await _run(request, lambda s: validate_operation(
-        _store(request, s, principal), _type(res_type), body, res_id), write=False)
+    result = await _audited(request, lambda s: validate_operation(
+        _store(request, s, principal), _type(res_type), body, res_id),
+        _audit_entry(request, principal, "operation", res_type, res_id, query="$validate"), write=False)
     return FhirResponse(result)
 
 
@@ -284,9 +381,12 @@ async def patient_everything(res_id: str, request: Request,
     """https://hl7.org/fhir/R4/patient-operation-everything.html"""
     since = _since(request, "_since")
     types = request.query_params.get("_type")
-    result = await _run(request, lambda s: everything(_store(request, s, principal), res_id, base=base_url(request),
-                                                      since=since, types=types.split(",") if types else None),
-                        write=False)
+    result = await _audited(request, lambda s: everything(
+        _store(request, s, principal), res_id, base=base_url(request), since=since,
+        types=types.split(",") if types else None),
+        _audit_entry(request, principal, "operation", "Patient", res_id,
+                     query="$everything" + (f"?{request.url.query}" if request.url.query else "")),
+        write=False, details=of_bundle)
     return FhirResponse(result)
 
 
@@ -294,7 +394,9 @@ async def patient_everything(res_id: str, request: Request,
 async def read(res_type: str, res_id: str, request: Request,
                principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#read"""
-    stored = await _run(request, lambda s: _store(request, s, principal).read(_type(res_type), res_id), write=False)
+    stored = await _audited(request, lambda s: _store(request, s, principal).read(_type(res_type), res_id),
+                            _audit_entry(request, principal, "read", res_type, res_id), write=False,
+                            details=of_stored)
     return resource_response(stored, base=base_url(request))
 
 
@@ -305,8 +407,9 @@ async def update(res_type: str, res_id: str, request: Request,
     body = await json_body(request)
     if_match = request.headers.get("if-match")
     res_type = _type(res_type)
-    result = await _run(request, lambda s: _store(request, s, principal).update(
-        res_type, res_id, body, if_match=if_match), write=True)
+    result = await _audited(request, lambda s: _store(request, s, principal).update(
+        res_type, res_id, body, if_match=if_match), _audit_entry(request, principal, "update", res_type, res_id),
+        write=True, details=of_write)
     return _write_response(request, result)
 
 
@@ -314,7 +417,9 @@ async def update(res_type: str, res_id: str, request: Request,
 async def delete(res_type: str, res_id: str, request: Request,
                  principal: Principal = Depends(allow("delete"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#delete"""
-    result = await _run(request, lambda s: _store(request, s, principal).delete(_type(res_type), res_id), write=True)
+    result = await _audited(request, lambda s: _store(request, s, principal).delete(_type(res_type), res_id),
+                            _audit_entry(request, principal, "delete", res_type, res_id), write=True,
+                            details=of_write)
     return FhirResponse(information(f"{res_type}/{res_id} deleted"), status_code=200,
                         headers={"ETag": result.stored.etag})
 
@@ -329,6 +434,7 @@ async def instance_history(res_type: str, res_id: str, request: Request,
 async def vread(res_type: str, res_id: str, version_id: str, request: Request,
                 principal: Principal = Depends(allow("read"))) -> FhirResponse:
     """https://hl7.org/fhir/R4/http.html#vread"""
-    stored = await _run(request, lambda s: _store(request, s, principal).vread(_type(res_type), res_id, version_id),
-                        write=False)
+    stored = await _audited(request, lambda s: _store(request, s, principal).vread(
+        _type(res_type), res_id, version_id), _audit_entry(request, principal, "vread", res_type, res_id),
+        write=False, details=of_stored)
     return resource_response(stored, base=base_url(request))

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from audit.cli import app as audit_app
 from himhis.config import get_settings
 
 app = typer.Typer(help="HimHIS hospital information system and FHIR record store.", no_args_is_help=True)
@@ -15,6 +16,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 search_app = typer.Typer(help="FHIR search indexes.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 

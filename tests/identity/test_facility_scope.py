@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from himhis.models import BreakGlass
 from himhis.systems import FACILITY
-from tests.conftest import get_token, steward_headers
+from tests.conftest import get_token, mint_token, steward_headers
 
 
 @pytest.fixture
@@ -90,3 +90,21 @@ def test_who_may_break_glass_and_who_reviews(client, hospitals):
     grants = client.get("/break-glass", headers=hospitals["auditor"]).json()
     mine = [g for g in grants if g["username"] == "doctor.rpgmc"]
     assert len(mine) == 1 and mine[0]["reason"] == body["reason"] and mine[0]["facility"] == "RPGMC"
+
+
+def test_access_under_break_glass_is_audited_with_the_reason(client, hospitals):
+    igmc = hospitals["doctor.igmc"]
+    reason = "Referred from PHC Theog at night, previous records needed"
+    assert client.post("/break-glass", json={"reason": reason, "patient": "b"}, headers=igmc).status_code == 201
+    assert client.get("/fhir/Patient/b", headers=igmc).status_code == 200
+    log = client.get("/fhir/AuditEvent?agent=doctor.igmc&patient=Patient/b", headers=hospitals["auditor"]).json()
+    reads = [e["resource"] for e in log["entry"] if e["resource"]["subtype"][0]["code"] == "read"]
+    assert reads, log
+    purpose = reads[0]["agent"][0]["purposeOfUse"][0]
+    assert purpose["coding"][0]["code"] == "ETREAT" and purpose["text"] == reason
+    # The patient can see who opened their record, and why.
+    token = mint_token(client.app.state.settings, roles=("patient",), username="patient.b", patient="b")
+    patient_b = {"Authorization": f"Bearer {token}"}
+    own = client.get("/fhir/AuditEvent", headers=patient_b).json()
+    assert any(e["resource"]["agent"][0].get("name") == "doctor.igmc" for e in own["entry"])
+
