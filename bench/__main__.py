@@ -109,7 +109,9 @@ def measure(args: argparse.Namespace, server: Server) -> Results:
     clients = args.processes * args.threads
 
     say("creating the Patients and Observations the CRUD mix works on")
-    fx = res.fixture = crud.make_fixture(server.base, server.token(), clients=clients)
+    fx = res.fixture = crud.make_fixture(server.base, server.token(), admin_token=server.token("admin"),
+                                         clients=clients)
+    _analyze(server.database_url)  # a production database has planner statistics (autovacuum); give them here too
     say(f"mixed CRUD: {args.processes} processes × {args.threads} threads × {args.requests} requests")
     with _profiling(server, args.profile, "crud", res.profiles):
         res.mixed = _drive(args, server, crud.crud_worker, fx)
@@ -174,6 +176,12 @@ def _profiling(server: Server, out: Path | None, phase: str, notes: list[str]) -
         time.sleep(0.5)  # py-spy attaches
         yield
     notes.append(f"py-spy profile of the API during {phase}:\n{summarise(path)}")
+
+
+def _analyze(url: str) -> None:
+    """Planner statistics, as autovacuum keeps them on a live database."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def _extract_figures(corpus: Path) -> str:

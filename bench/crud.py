@@ -13,6 +13,7 @@ import httpx
 import orjson
 
 from bench.server import DISCOVERY
+from himhis.systems import FACILITY
 
 MRN = "https://himhis.hp.gov.in/fhir/sid/bench-mrn"
 MIX = (("read", 50), ("create", 20), ("update", 20), ("search", 10))
@@ -24,6 +25,7 @@ def patient(mrn: str, *, res_id: str | None = None, family: str = "Thakur") -> d
             "identifier": [{"system": MRN, "value": mrn}], "active": True,
             "name": [{"use": "official", "family": family, "given": ["Asha", "Devi"]}],
             "gender": "female", "birthDate": "1984-03-12",
+            "managingOrganization": {"reference": "Organization/igmc"},  # registered where the doctor works
             "telecom": [{"system": "phone", "value": "+91-94180-00000", "use": "mobile"}],
             "address": [{"line": ["Ward 4, Sanjauli"], "city": "Shimla", "district": "Shimla",
                          "state": "Himachal Pradesh", "postalCode": "171006", "country": "IN"}]}
@@ -53,10 +55,15 @@ class Fixture:
     clients: int
 
 
-def make_fixture(base: str, token: str, *, clients: int, patients: int = 24, per_patient: int = 4) -> Fixture:
-    """Create the Patients and Observations the mix reads, updates and references."""
+def make_fixture(base: str, token: str, *, admin_token: str, clients: int, patients: int = 24,
+                 per_patient: int = 4) -> Fixture:
+    """Create the facility (as admin), then the Patients registered there and their Observations."""
     patients = max(patients, 2 * clients)
     pids, oids, mrns = [], [], []
+    igmc = {"resourceType": "Organization", "id": "igmc", "name": "IGMC Shimla",
+            "identifier": [{"system": FACILITY, "value": "IGMC"}]}
+    with _client(base, admin_token) as c:
+        c.put("/fhir/Organization/igmc", content=orjson.dumps(igmc)).raise_for_status()
     with _client(base, token) as c:
         for n in range(patients):
             mrn = f"BENCH-{n:05d}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from ehr import bundle as bundles
@@ -85,6 +85,10 @@ def import_files(db: Database, paths: list[Path], *, base_url: str | None = None
             report.files.append(result)
     for path in deferred:
         report.files.append(_import_one(db, path, base_url, progress))
+    if db.dialect == "postgresql" and report.resources:
+        with db.engine.connect() as conn:  # fresh planner statistics after a bulk load
+            conn.execute(text("ANALYZE")).close()
+            conn.commit()
     return report
 
 

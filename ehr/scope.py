@@ -57,13 +57,16 @@ def facility_patients(facility: str):
     orgs = own.union(departments).cte(f"fac_orgs_{_tag(facility)}")
     reg = REF.alias("fac_reg")
     registered = select(org.c.res_id.label("id")).where(org.c.res_type == "Patient", org.c.pk.in_(
-        select(reg.c.resource_pk).join(orgs, orgs.c.id == reg.c.target_id)
-        .where(reg.c.res_type == "Patient", reg.c.param == "organization", reg.c.target_type == "Organization")))
+        select(reg.c.resource_pk).where(reg.c.target_type == "Organization", reg.c.target_id.in_(select(orgs.c.id)),
+                                        reg.c.param == "organization", reg.c.res_type == "Patient")))
     enc, sp = REF.alias("fac_enc"), REF.alias("fac_sp")
-    seen = (select(enc.c.target_id.label("id")).join(sp, sp.c.resource_pk == enc.c.resource_pk)
-            .join(orgs, orgs.c.id == sp.c.target_id)
-            .where(enc.c.res_type == "Encounter", enc.c.param == "patient", enc.c.target_type == "Patient",
-                   sp.c.res_type == "Encounter", sp.c.param == "service-provider"))
+    # Driven from the facility's few Organizations towards its Encounters (semi-joins), so the plan is
+    # right even before the planner has statistics.
+    seen = select(enc.c.target_id.label("id")).where(
+        enc.c.res_type == "Encounter", enc.c.param == "patient", enc.c.target_type == "Patient",
+        enc.c.resource_pk.in_(select(sp.c.resource_pk).where(
+            sp.c.target_type == "Organization", sp.c.target_id.in_(select(orgs.c.id)),
+            sp.c.param == "service-provider", sp.c.res_type == "Encounter")))
     patients = registered.union(seen).cte(f"fac_patients_{_tag(facility)}")
     return select(patients.c.id)
 
