@@ -8,7 +8,7 @@ import orjson
 from sqlalchemy import select
 
 from ehr import repository as repo
-from ehr.search import registry
+from ehr.scope import compartment_params
 from ehr.service import FhirStore
 from himhis.models import ReferenceIndex
 
@@ -23,13 +23,7 @@ def compartment_pks(session, patient_id: str) -> list[int]:
     """Primary keys of the live resources in a patient's compartment (CompartmentDefinition/patient)."""
     rows = session.execute(select(REF.c.resource_pk, REF.c.res_type, REF.c.param)
                            .where(REF.c.target_type == "Patient", REF.c.target_id == patient_id)).all()
-    params: dict[str, set[str]] = {}
-    pks = []
-    for pk, rtype, param in rows:
-        allowed = params.setdefault(rtype, set(registry.patient_compartment_params(rtype)))
-        if param in allowed:
-            pks.append(pk)
-    return sorted(set(pks))
+    return sorted({pk for pk, rtype, param in rows if param in compartment_params(rtype)})
 
 
 def everything(store: FhirStore, patient_id: str, *, base: str, since: datetime | None = None,

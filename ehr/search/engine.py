@@ -87,10 +87,9 @@ def search(session: Session, res_type: str, pairs: list[tuple[str, str]], *, bas
 
     links = [{"relation": "self", "url": _url(base, res_type, used)}]
     page_args = [("_page", page_id)] if page_id else []
-    keep_args = [(k, v) for k, v in pairs if k in ("_count", "_summary", "_elements", "_include", "_revinclude",
-                                                   "_include:iterate", "_revinclude:iterate", "_total")]
-    if not page_id:
-        keep_args = [(k, v) for k, v in used if k not in ("_offset",)]
+    # A stored page needs only the result parameters; a live query needs every parameter it used.
+    keep_args = ([(k, v) for k, v in pairs if k.partition(":")[0] in q.RESULT_PARAMS and k not in ("_offset", "_page")]
+                 if page_id else [(k, v) for k, v in used if k != "_offset"])
     if more:
         links.append({"relation": "next", "url": _url(base, res_type, [*keep_args, *page_args,
                                                                        ("_offset", str(offset + count))])})

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ehr.references import rewrite_references
 from himhis.config import ROOT
 
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -30,15 +31,8 @@ def _resolve(bundles: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key = f"{r['resourceType']}?identifier={identifier.get('system')}|{identifier.get('value')}"
             targets.setdefault(key, f"{r['resourceType']}/{r['id']}")
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(ref := node.get("reference"), str) and ref in targets:
-                node["reference"] = targets[ref]
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
+    def walk(node: Any) -> None:  # the store's own reference rewriting
+        rewrite_references(node, targets.get)
 
     walk(resources)
     return resources

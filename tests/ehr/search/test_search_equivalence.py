@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from ehr.references import rewrite_references
 from himhis.app import create_app
 from himhis.config import Settings
 from tests.conftest import _database, _empty, require_corpora, steward_headers
@@ -111,15 +112,8 @@ def _resolve(data: Corpus) -> None:
             targets[e["fullUrl"]] = key(e["resource"])
             targets.update(dict.fromkeys(_conditional_keys(e["resource"]), key(e["resource"])))
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(ref := node.get("reference"), str) and ref in targets:
-                node["reference"] = targets[ref]
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
+    def walk(node: Any) -> None:  # the store's own reference rewriting
+        rewrite_references(node, targets.get)
 
     for b in bundles:
         for e in b["entry"]:
