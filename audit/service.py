@@ -8,9 +8,10 @@ reordered or cut off the end.
 
 Usage: a write records its audit entry in its own unit of work, **as the last step before commit**
 (``record(session, entry)``): appending takes the chain lock, which is then held only until commit,
-and the audit record is saved or rolled back with the write. A read is audited right after it, in a
-short write unit of work of its own (``audit_read(db, entry)``); if that fails the read fails, so a
-read is never returned unaudited. ``run_audited`` does both, including failed attempts.
+and the audit record is saved or rolled back with the write. A read is audited in its own
+transaction on PostgreSQL, or right after it in a short write unit of work on SQLite
+(``audit_read(db, entry)``); if that fails the read fails, so a read is never returned unaudited.
+``run_audited`` does both, including failed attempts.
 """
 
 from __future__ import annotations
@@ -164,23 +165,44 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
     return row
 
 
+# Built once: appending runs on every request, and these are then found in SQLAlchemy's compiled cache.
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_HEAD = select(H.c.seq, H.c.hash).where(H.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_TAIL = select(A.c.seq, A.c.hash).order_by(A.c.seq.desc()).limit(1)
+_INSERT_ONE = insert(A).returning(A.c.pk)
+_INSERT_MANY = insert(A).returning(A.c.pk, sort_by_parameter_order=True)
+_INSERT_LINKS = insert(AP)
+_MOVE_HEAD = update(H).where(H.c.id == 1)
+_NEW_HEAD = insert(H)
+
+
 def _lock_and_head(session: Session) -> tuple[int, str, bool]:
-    """Take the chain lock and read the head: (last seq, last hash, whether the head row exists)."""
-    if session.bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
-    head = session.execute(select(H.c.seq, H.c.hash).where(H.c.id == 1)).first()
+    """Take the chain lock and read the head: (last seq, last hash, whether the head row exists).
+
+    The lock is the head row itself (SELECT … FOR UPDATE on PostgreSQL; SQLite writers are already
+    serial under BEGIN IMMEDIATE). Until the head row exists, an advisory lock stands in for it.
+    """
+    postgres = session.bind.dialect.name == "postgresql"
+    head = session.execute(_HEAD_FOR_UPDATE if postgres else _HEAD).first()
     if head is not None:
         return head.seq, head.hash, True
+    if postgres:
+        session.execute(_ADVISORY_LOCK, {"k": LOCK_KEY})
+        head = session.execute(_HEAD_FOR_UPDATE).first()  # made by whoever held the lock before us
+        if head is not None:
+            return head.seq, head.hash, True
     # No head row (a fresh or emptied database): continue from the log's own tail, if any.
-    tail = session.execute(select(A.c.seq, A.c.hash).order_by(A.c.seq.desc()).limit(1)).first()
+    tail = session.execute(_TAIL).first()
     return (tail.seq, tail.hash, False) if tail else (0, GENESIS, False)
 
 
 def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
     """Append entries to the chain in the caller's transaction (flush only); returns their seq numbers.
 
-    Call it as the last step of a write transaction: it takes the chain lock (PostgreSQL advisory
-    lock; SQLite writers are already serial under BEGIN IMMEDIATE), held until commit.
+    Call it as the last step of a write transaction: it takes the chain lock (the head row, or an
+    advisory lock on PostgreSQL; SQLite writers are already serial under BEGIN IMMEDIATE), held
+    until commit.
     """
     if not entries:
         return []
@@ -192,16 +214,15 @@ def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
         row.update(seq=seq, recorded=now, prev_hash=prev)
         row["hash"] = prev = chain_hash(row, row["prev_hash"])
     conn = session.connection()
-    pks = conn.execute(insert(A).returning(A.c.pk, sort_by_parameter_order=True), rows).scalars().all()
+    if len(rows) == 1:
+        pks = [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+    else:
+        pks = conn.execute(_INSERT_MANY, rows).scalars().all()
     links = [{"audit_pk": pk, "patient_id": p} for pk, row in zip(pks, rows, strict=True)
              for p in (row["patient_ids"] or "").split(",") if p]
     if links:
-        conn.execute(insert(AP), links)
-    if has_head:
-        conn.execute(update(H).where(H.c.id == 1).values(seq=seq, hash=prev, updated=now))
-    else:
-        conn.execute(insert(H).values(id=1, seq=seq, hash=prev, updated=now))
-    session.flush()
+        conn.execute(_INSERT_LINKS, links)
+    conn.execute(_MOVE_HEAD if has_head else _NEW_HEAD, {"id": 1, "seq": seq, "hash": prev, "updated": now})
     return [r["seq"] for r in rows]
 
 
@@ -224,15 +245,18 @@ def run_audited(db: Database, fn: Callable[[Session], T], entry: AuditEntry, *, 
 
     ``details(session, result)`` returns the fields known only from the result (resource id,
     version, patient ids; see ``audit.describe``); it runs in ``fn``'s transaction. A write is
-    recorded in its own transaction, last; a read right after, in a short write transaction; a
-    failure (the write rolled back) in a transaction of its own, and the error is re-raised.
+    recorded in its own transaction, last; so is a read on PostgreSQL, while on SQLite a read is
+    recorded right after, in a short write transaction; a failure (the write rolled back) in a
+    transaction of its own, and the error is re-raised.
     """
 
     def completed(session: Session, result: T) -> AuditEntry:
         return replace(entry, **details(session, result)) if details else entry
 
     try:
-        if write:
+        # On PostgreSQL a read and its audit record share one transaction (one commit, one
+        # connection); on SQLite a writing transaction would queue the read behind every writer.
+        if write or db.dialect == "postgresql":
             def work(session: Session) -> T:
                 result = fn(session)
                 record(session, completed(session, result))

@@ -191,6 +191,7 @@ def _transaction(store: FhirStore, entries: list[Entry], get: GetHandler | None)
     store.check_references([(e.res_type, e.resource) for e in writes],
                            allowed={(e.res_type, e.target) for e in writes})
     existing = _lock_existing(store, [k for k, e in changed.items() if e.method != "POST"])
+    store.check_existing(existing.values())
     now = repo.utcnow()
     pendings = []
     for e in ordered:
@@ -218,6 +219,7 @@ def _transaction(store: FhirStore, entries: list[Entry], get: GetHandler | None)
                           "etag": f'W/"{pending.version_id}"', "lastModified": instant(now)}
         pendings.append(pending)
     repo.write(store.session, pendings)
+    store.check_written(pendings)
     for e in ordered:
         if e.method in ("GET", "HEAD"):
             status, resource = _get(store, e, get)

@@ -106,7 +106,8 @@ async def _audited(request: Request, fn, entry: AuditEntry, *, write: bool, deta
 
 def scope_for(session, principal: Principal, request: Request | None = None) -> Scope:
     """What the caller may see: a patient their own compartment; facility staff their facility's
-    patients, widened by any break-glass grant in force; other roles are limited by policy alone."""
+    patients, widened by any break-glass grant in force; a laboratory system the orders addressed to
+    it; other roles are limited by policy alone."""
     if principal.has_role("patient"):
         if not principal.patient_id:
             raise ForbiddenError("This patient login is not linked to a patient record")
@@ -122,6 +123,10 @@ def scope_for(session, principal: Principal, request: Request | None = None) -> 
             raise ForbiddenError("This staff login has no facility; ask an administrator to set it, or use "
                                  "break-glass access with a reason")
         return Scope(facility=principal.facility, also=tuple(g.patient_id for g in grants), reason=reason)
+    if principal.has_role("lab-system"):
+        if not principal.client_id:
+            raise ForbiddenError("This laboratory token names no client; it cannot be matched to its orders")
+        return Scope(laboratory=principal.client_id)
     return Scope()
 
 

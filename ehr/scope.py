@@ -9,21 +9,26 @@ scope a resource answers exactly as a resource that does not exist.
 Facility scope: staff of a facility see the patients registered there (Patient.managingOrganization
 is the facility's Organization, identified by ``himhis.systems.FACILITY``, or one of its departments)
 or with an Encounter there (Encounter.serviceProvider likewise), and those patients' compartments.
+
+Laboratory scope: a laboratory system's client (``himhis.systems.OIDC_CLIENT`` identifies its
+Organization) sees the orders addressed to it (ServiceRequest.performer, Task.owner), the results
+based on those orders or performed by it, and the specimens of the patients it has orders for; it
+does not browse patients. What it writes must land inside that scope.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Alias, TableClause
 
 from ehr.search import registry
 from himhis.models import ReferenceIndex, Resource, TokenIndex
-from himhis.systems import FACILITY
+from himhis.systems import FACILITY, OIDC_CLIENT
 
 R = Resource.__table__
 REF = ReferenceIndex.__table__
@@ -71,47 +76,109 @@ def facility_patients(facility: str):
     return select(patients.c.id)
 
 
+def _organizations_identified(system: str, value: str):
+    """SELECT the ids of the Organizations carrying identifier ``system|value``."""
+    tok, org = TokenIndex.__table__, R.alias("id_org")
+    return (select(org.c.res_id).join(tok, tok.c.resource_pk == org.c.pk)
+            .where(tok.c.res_type == "Organization", tok.c.param == "identifier", tok.c.system == system,
+                   tok.c.code == value))
+
+
+def _referencing(res_type: str, params: tuple[str, ...], target_type: str, targets):
+    """SELECT the pks of ``res_type`` resources whose ``params`` reference one of ``targets``."""
+    ref = REF.alias(f"lab_{res_type.lower()}_{params[0].replace('-', '_')}")
+    return select(ref.c.resource_pk).where(ref.c.res_type == res_type, ref.c.param.in_(params),
+                                           ref.c.target_type == target_type, ref.c.target_id.in_(targets))
+
+
+LAB_RESULT_TYPES = ("Observation", "DiagnosticReport")
+
+
+def laboratory_clause(client_id: str, res_type: str, res: TableClause | Alias = R) -> ColumnElement[bool]:
+    """What a laboratory client sees of ``res_type``: orders addressed to it and what hangs off them."""
+    labs = _organizations_identified(OIDC_CLIENT, client_id)
+    orders = _referencing("ServiceRequest", ("performer",), "Organization", labs)
+    if res_type == "ServiceRequest":
+        return res.c.pk.in_(orders)
+    if res_type == "Task":
+        return res.c.pk.in_(_referencing("Task", ("owner",), "Organization", labs))
+    if res_type in LAB_RESULT_TYPES:
+        order = R.alias("lab_order")
+        order_ids = select(order.c.res_id).where(order.c.pk.in_(orders))
+        return or_(res.c.pk.in_(_referencing(res_type, ("based-on",), "ServiceRequest", order_ids)),
+                   res.c.pk.in_(_referencing(res_type, ("performer",), "Organization", labs)))
+    if res_type == "Specimen":
+        subject = REF.alias("lab_order_subject")
+        patients = select(subject.c.target_id).where(subject.c.resource_pk.in_(orders),
+                                                     subject.c.param == "subject", subject.c.target_type == "Patient")
+        return res.c.pk.in_(_referencing("Specimen", ("subject", "patient"), "Patient", patients))
+    return false()
+
+
 def _tag(facility: str) -> str:
     return "".join(ch for ch in facility.lower() if ch.isalnum())[:20] or "x"
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """No restriction, one patient's compartment, or the patients of one facility."""
+    """No restriction, one patient's compartment, the patients of one facility, or a laboratory's orders."""
 
     patient_id: str | None = None
     facility: str | None = None
     also: tuple[str, ...] = ()  # patients opened beyond the facility by break-glass
     reason: str | None = None  # the break-glass reason in force, for the audit record
+    laboratory: str | None = None  # the OIDC client id of a laboratory system
 
     @property
     def unrestricted(self) -> bool:
-        return self.patient_id is None and self.facility is None
+        return self.patient_id is None and self.facility is None and self.laboratory is None
+
+    @property
+    def checks_writes(self) -> bool:
+        """Whether what the caller writes must itself fall inside the scope (a laboratory's results)."""
+        return self.laboratory is not None
 
     def clause(self, res_type: str, res: TableClause | Alias = R) -> ColumnElement[bool] | None:
         """An extra WHERE on ``res`` for resources of ``res_type``; None when nothing is hidden."""
         if self.unrestricted or res_type not in patient_data_types():
             return None
-        if self.patient_id is not None:
-            patients = REF.c.target_id == self.patient_id
-            is_patient = res.c.res_id == self.patient_id
-        else:
-            ids = facility_patients(self.facility)
-            patients = or_(REF.c.target_id.in_(ids), REF.c.target_id.in_(self.also))
-            is_patient = or_(res.c.res_id.in_(ids), res.c.res_id.in_(self.also))
-        refs = select(REF.c.resource_pk).where(REF.c.res_type == res_type,
-                                               REF.c.param.in_(compartment_params(res_type)),
-                                               REF.c.target_type == "Patient", patients)
-        in_compartment = res.c.pk.in_(refs)
-        return or_(is_patient, in_compartment) if res_type == "Patient" else in_compartment
+        return _clause(self.patient_id, self.facility, self.also, self.laboratory, res_type, res)
 
     def visible(self, session: Session, res_type: str, pks: Iterable[int]) -> set[int]:
         """Which of these resources of one type the scope lets through."""
         pks = list(pks)
-        clause = self.clause(res_type)
-        if clause is None or not pks:
+        if self.unrestricted or res_type not in patient_data_types() or not pks:
             return set(pks)
-        return set(session.execute(select(R.c.pk).where(R.c.pk.in_(pks), clause)).scalars())
+        stmt = _visible(self.patient_id, self.facility, self.also, self.laboratory, res_type)
+        return set(session.execute(stmt, {"scope_pks": pks}).scalars())
+
+
+# The statements are built once per scope and type and reused, so SQLAlchemy finds them in its
+# compiled cache instead of building and compiling the facility's subqueries on every request.
+@lru_cache(maxsize=1024)
+def _clause(patient_id: str | None, facility: str | None, also: tuple[str, ...], laboratory: str | None,
+            res_type: str, res: TableClause | Alias) -> ColumnElement[bool]:
+    if laboratory is not None:
+        return laboratory_clause(laboratory, res_type, res)
+    if patient_id is not None:
+        patients = REF.c.target_id == patient_id
+        is_patient = res.c.res_id == patient_id
+    else:
+        ids = facility_patients(facility)
+        patients = or_(REF.c.target_id.in_(ids), REF.c.target_id.in_(also))
+        is_patient = or_(res.c.res_id.in_(ids), res.c.res_id.in_(also))
+    refs = select(REF.c.resource_pk).where(REF.c.res_type == res_type,
+                                           REF.c.param.in_(compartment_params(res_type)),
+                                           REF.c.target_type == "Patient", patients)
+    in_compartment = res.c.pk.in_(refs)
+    return or_(is_patient, in_compartment) if res_type == "Patient" else in_compartment
+
+
+@lru_cache(maxsize=1024)
+def _visible(patient_id: str | None, facility: str | None, also: tuple[str, ...], laboratory: str | None,
+             res_type: str) -> Select:
+    clause = _clause(patient_id, facility, also, laboratory, res_type, R)
+    return select(R.c.pk).where(R.c.pk.in_(bindparam("scope_pks", expanding=True)), clause)
 
 
 def patients_of(session: Session, rows: Iterable) -> list[str]:

@@ -252,6 +252,7 @@ class FhirStore:
         self.check_references([(rtype, data)], allowed=set(resolved) | {(rtype, rid)})
         pending, content = self.prepare(rtype, rid, data, existing, method)
         repo.write(self.session, [pending])
+        self.check_written([pending])
         created = existing is None or existing.deleted
         stored = Stored(rtype, rid, pending.version_id, pending.last_updated, pending.text, method)
         return WriteResult(stored, 201 if created else 200, created=created, content=content)
@@ -275,6 +276,35 @@ class FhirStore:
                                existing.pk if existing is not None else None,
                                existing.version_id if existing is not None else None)
         return pending, content
+
+    def check_existing(self, rows: Iterable[Row]) -> None:
+        """Resources about to be changed must be ones the caller can see (404 as for a read otherwise)."""
+        if self.scope.unrestricted:
+            return
+        by_type: dict[str, dict[int, Row]] = {}
+        for row in rows:
+            if not row.deleted:
+                by_type.setdefault(row.res_type, {})[row.pk] = row
+        for res_type, found in by_type.items():
+            hidden = set(found) - self.scope.visible(self.session, res_type, found)
+            if hidden:
+                row = found[min(hidden)]
+                raise NotFoundError(f"{res_type}/{row.res_id} is not known")
+
+    def check_written(self, pendings: Sequence[repo.Pending]) -> None:
+        """For a scope that bounds writes (a laboratory), what was written must fall inside it."""
+        if not self.scope.checks_writes:
+            return
+        by_type: dict[str, dict[int, str]] = {}
+        for p in pendings:
+            if p.text is not None:
+                by_type.setdefault(p.res_type, {})[p.pk] = p.res_id
+        for res_type, written in by_type.items():
+            outside = set(written) - self.scope.visible(self.session, res_type, written)
+            if outside:
+                rid = written[min(outside)]
+                raise ForbiddenError(f"{res_type}/{rid} would be outside the orders addressed to this laboratory: "
+                                     "a result must be based on (basedOn) one of its orders or name it as performer")
 
     def check_references(self, items: Sequence[tuple[str, dict]], *, allowed: set[tuple[str, str]]) -> None:
         """Every relative reference must name a live resource, or one being written alongside it."""

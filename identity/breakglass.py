@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ehr.repository import utcnow
@@ -50,11 +50,14 @@ def request(session: Session, principal: Principal, *, reason: str, patient_id: 
     return grant
 
 
+_ACTIVE = (select(BG.c.reason, BG.c.patient_id, BG.c.expires)
+           .where(BG.c.subject == bindparam("subject"), BG.c.expires > bindparam("now"))
+           .order_by(BG.c.expires.desc()))
+
+
 def active(session: Session, principal: Principal) -> list[Grant]:
     """The caller's grants that have not expired."""
-    rows = session.execute(select(BG.c.reason, BG.c.patient_id, BG.c.expires)
-                           .where(BG.c.subject == principal.subject, BG.c.expires > utcnow())
-                           .order_by(BG.c.expires.desc())).all()
+    rows = session.execute(_ACTIVE, {"subject": principal.subject, "now": utcnow()}).all()
     return [Grant(r.reason, r.patient_id, r.expires) for r in rows]
 
 

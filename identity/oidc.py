@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -96,11 +97,18 @@ _CLAIM_ERRORS: list[tuple[type[Exception], str]] = [
 class TokenValidator:
     """Checks an RS256 token's signature against the JWKS, then iss, aud, exp, nbf, iat (RFC 7519 §4.1)."""
 
-    def __init__(self, *, issuer: str, audience: str, jwks: JwksSource, leeway: float = 10.0) -> None:
+    def __init__(self, *, issuer: str, audience: str, jwks: JwksSource, leeway: float = 10.0,
+                 cache_size: int = 4096, clock: Callable[[], float] = time.time) -> None:
         self.issuer = issuer
         self.audience = audience
         self.jwks = jwks
         self.leeway = leeway
+        # Tokens whose signature and claims were verified, until they expire: a ward terminal sends
+        # the same token with every request, and an RS256 check costs more than the rest of a read.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
+        self._lock = threading.Lock()
 
     def claims(self, token: str, *, audience: str | None = None,
                token_type: str = "Bearer") -> dict[str, Any]:
@@ -129,8 +137,23 @@ class TokenValidator:
         return claims
 
     def validate(self, token: str) -> Principal:
-        """The Principal of a valid access token."""
-        return principal_from_claims(self.claims(token))
+        """The Principal of a valid access token (verified once, then remembered until it expires)."""
+        now = self._clock()
+        with self._lock:
+            hit = self._verified.get(token)
+            if hit is not None:
+                if now < hit[1] + self.leeway:
+                    self._verified.move_to_end(token)
+                    return hit[0]
+                del self._verified[token]
+        claims = self.claims(token)
+        principal = principal_from_claims(claims)
+        if isinstance(claims.get("exp"), int | float) and not isinstance(claims.get("nbf"), int | float):
+            with self._lock:
+                self._verified[token] = (principal, float(claims["exp"]))
+                while len(self._verified) > self._cache_size:
+                    self._verified.popitem(last=False)
+        return principal
 
 
 def _single(value: Any) -> str | None:

@@ -169,7 +169,7 @@ def test_keycloak_jwks_caches_and_refreshes_once_on_unknown_kid(idp: Live) -> No
     assert jwks.fetches == 2
 
     clock.now += 3600
-    validator.validate(token)
+    validator.claims(token)  # claims() checks the signature every time; validate() remembers
     assert jwks.fetches == 3  # the cache expired
 
 
@@ -196,3 +196,18 @@ def test_build_validator_production_uses_keycloak_discovery(idp: Live) -> None:
                                             "oidc_issuer": idp.issuer.replace("127.0.0.1", "localhost")})
     with pytest.raises(RuntimeError, match="reports issuer"):
         build_validator(wrong)
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires(idp: Live) -> None:
+    """Repeat requests skip the signature check, but an expired token is refused all the same."""
+    validator = build_validator(idp.settings)
+    remembering = TokenValidator(issuer=validator.issuer, audience=validator.audience, jwks=validator.jwks, leeway=0)
+    token = idp.sign({"exp": int(time.time()) + 2})
+    first = remembering.validate(token)
+    assert remembering.validate(token) is first  # the same Principal: not verified again
+    time.sleep(3.1)
+    with pytest.raises(AuthenticationError, match="token expired"):
+        remembering.validate(token)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthenticationError, match="bad signature|malformed"):
+        remembering.validate(forged)
