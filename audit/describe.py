@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from ehr.references import iter_references
@@ -66,14 +66,13 @@ def patients_of_keys(session: Session, keys: Iterable[tuple[str, str]]) -> list[
         ordered = sorted(ids)
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start:start + _CHUNK]
-            refs = session.execute(
-                select(REF.c.param, REF.c.target_id).join(R, R.c.pk == REF.c.resource_pk)
-                .where(R.c.res_type == rtype, R.c.res_id.in_(chunk), REF.c.target_type == "Patient")
+            rows = session.execute(
+                select(R.c.res_id, R.c.deleted, REF.c.param, REF.c.target_id).select_from(R)
+                .outerjoin(REF, and_(REF.c.resource_pk == R.c.pk, REF.c.target_type == "Patient"))
+                .where(R.c.res_type == rtype, R.c.res_id.in_(chunk))
             ).all()
-            out += [target for param, target in refs if param in params and target]
-            gone = session.execute(select(R.c.res_id).where(R.c.res_type == rtype, R.c.res_id.in_(chunk),
-                                                            R.c.deleted.is_(True))).scalars().all()
-            for rid in gone:
+            out += [r.target_id for r in rows if r.param in params and r.target_id]
+            for rid in sorted({r.res_id for r in rows if r.deleted}):
                 content = _last_content(session, rtype, rid)
                 if content:
                     out += patients_of(orjson.loads(content))

@@ -8,17 +8,24 @@ reordered or cut off the end.
 
 Usage: a write records its audit entry in its own unit of work, **as the last step before commit**
 (``record(session, entry)``): appending takes the chain lock, which is then held only until commit,
-and the audit record is saved or rolled back with the write. A read is audited in its own
-transaction on PostgreSQL, or right after it in a short write unit of work on SQLite
-(``audit_read(db, entry)``); if that fails the read fails, so a read is never returned unaudited.
-``run_audited`` does both, including failed attempts.
+and the audit record is saved or rolled back with the write. A read is audited right after it
+(``audit_read(db, entry)``), by a writer thread that appends the reads arriving together in one
+short transaction (group commit); the read returns only once its record is committed, and fails if
+that fails, so a read is never returned unaudited. ``run_audited`` does both, including failed
+attempts.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import logging
+import queue
+import socket
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -105,6 +112,25 @@ class AuditEntry:
         if isinstance(exc, HimHISError):
             return self.failed(exc.status, exc.message)
         return self.failed(500, f"{type(exc).__name__}: {exc}")
+
+
+def command_line_entry(interaction: str, *, client_id: str = "himhis-cli", **kw: Any) -> AuditEntry:
+    """An entry for work done from the ``himhis`` command line, by the operating-system user running it."""
+    user = getpass.getuser()
+    host = socket.gethostname()
+    return AuditEntry(interaction=interaction, actor_subject=f"os:{user}@{host}", actor_username=user,
+                      client_id=client_id, source_ip=host, user_agent="himhis command line", **kw)
+
+
+def audit_bundle_hook(entry: AuditEntry) -> Callable[[Session, dict], None]:
+    """A ``ehr.bundle.process(audit=...)`` hook recording each processed transaction (or batch entry)
+    as ``entry`` with the patients whose data it wrote, in that unit of work."""
+    from audit.describe import of_bundle
+
+    def hook(session: Session, response: dict) -> None:
+        record(session, replace(entry, **of_bundle(session, response)))
+
+    return hook
 
 
 def utcnow() -> datetime:
@@ -231,9 +257,75 @@ def record(session: Session, entry: AuditEntry) -> int:
     return record_many(session, [entry])[0]
 
 
-def audit_read(db: Database, entry: AuditEntry) -> int:
-    """Record a read (or a failed attempt) in a unit of work of its own; raises if it cannot be saved."""
-    return db.run(lambda s: record(s, entry))
+def audit_read(db: Database, entry: AuditEntry, *, timeout: float = 30.0) -> int:
+    """Record a read (or a failed attempt) and return its seq once committed; raises if it cannot be saved.
+
+    Reads that arrive together are appended together by the database's ``AuditWriter`` (one
+    transaction, one hold of the chain lock, one commit): the caller still returns only after its
+    own record is committed.
+    """
+    _row(entry)  # a malformed entry is the caller's error, raised here rather than in the writer
+    return _writer(db).append(entry, timeout=timeout)
+
+
+class AuditWriter:
+    """Group commit for read audit records: one thread appends whatever entries are waiting as one batch."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[tuple[AuditEntry, Future[int]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def append(self, entry: AuditEntry, *, timeout: float) -> int:
+        done: Future[int] = Future()
+        self._queue.put((entry, done))
+        self._start()
+        return done.result(timeout=timeout)
+
+    def _start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            waiting = [(e, f) for e, f in batch if f.set_running_or_notify_cancel()]
+            try:
+                seqs = self._append([e for e, _ in waiting])
+            except BaseException as exc:  # every waiting read fails: none is returned unaudited
+                log.exception("could not append %d audit records", len(waiting))
+                for _, f in waiting:
+                    f.set_exception(exc)
+                continue
+            for (_, f), seq in zip(waiting, seqs, strict=True):
+                f.set_result(seq)
+
+    def _append(self, entries: list[AuditEntry]) -> list[int]:
+        return self._db.run(lambda s: record_many(s, entries))
+
+
+_writers: weakref.WeakKeyDictionary[Database, AuditWriter] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def _writer(db: Database) -> AuditWriter:
+    with _writers_lock:
+        writer = _writers.get(db)
+        if writer is None:
+            writer = _writers[db] = AuditWriter(db)
+        return writer
 
 
 Details = Callable[[Session, Any], Mapping[str, Any]]
@@ -245,18 +337,15 @@ def run_audited(db: Database, fn: Callable[[Session], T], entry: AuditEntry, *, 
 
     ``details(session, result)`` returns the fields known only from the result (resource id,
     version, patient ids; see ``audit.describe``); it runs in ``fn``'s transaction. A write is
-    recorded in its own transaction, last; so is a read on PostgreSQL, while on SQLite a read is
-    recorded right after, in a short write transaction; a failure (the write rolled back) in a
-    transaction of its own, and the error is re-raised.
+    recorded in its own transaction, last; a read right after it, by ``audit_read``; a failure (the
+    write rolled back) by ``audit_read`` too, and the error is re-raised.
     """
 
     def completed(session: Session, result: T) -> AuditEntry:
         return replace(entry, **details(session, result)) if details else entry
 
     try:
-        # On PostgreSQL a read and its audit record share one transaction (one commit, one
-        # connection); on SQLite a writing transaction would queue the read behind every writer.
-        if write or db.dialect == "postgresql":
+        if write:
             def work(session: Session) -> T:
                 result = fn(session)
                 record(session, completed(session, result))

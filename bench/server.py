@@ -96,6 +96,7 @@ class Server:
     var_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="himhis_bench_var_")))
     process: subprocess.Popen | None = None
     log: Path | None = None
+    factory: str = "himhis.app:create_app"  # bench.unguarded:create_app measures the API without guards
 
     @property
     def base(self) -> str:
@@ -114,7 +115,7 @@ class Server:
 
     def start(self, *, timeout: float = 60.0) -> None:
         self.log = self.var_dir / "server.log"
-        cmd = [sys.executable, "-m", "uvicorn", "himhis.app:create_app", "--factory", "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "uvicorn", self.factory, "--factory", "--host", "127.0.0.1",
                "--port", str(self.port), "--workers", str(self.workers), "--no-access-log",
                "--log-level", "warning"]
         with self.log.open("wb") as out:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from audit.service import AuditEntry, audit_bundle_hook
 from ehr import bundle as bundles
 from ehr import repository as repo
 from himhis.db import Database
@@ -69,8 +70,11 @@ def count_entries(path: Path) -> int:
 
 
 def import_files(db: Database, paths: list[Path], *, base_url: str | None = None,
-                 progress: Progress | None = None) -> ImportReport:
+                 progress: Progress | None = None, audit_as: AuditEntry | None = None) -> ImportReport:
     """Import files in order; a transaction that fails on a reference is retried after the others.
+
+    With ``audit_as`` (who is importing), each unit of work that writes is recorded in the audit log
+    as that entry, with the file and the patients whose data it wrote.
 
     Bundles often depend on each other (Synthea's patient transactions refer, by conditional
     reference, to the organisations and practitioners in its batch files).
@@ -78,13 +82,13 @@ def import_files(db: Database, paths: list[Path], *, base_url: str | None = None
     report = ImportReport()
     deferred: list[Path] = []
     for path in paths:
-        result = _import_one(db, path, base_url, progress)
+        result = _import_one(db, path, base_url, progress, audit_as)
         if result.error and "reference" in result.error:
             deferred.append(path)
         else:
             report.files.append(result)
     for path in deferred:
-        report.files.append(_import_one(db, path, base_url, progress))
+        report.files.append(_import_one(db, path, base_url, progress, audit_as))
     if db.dialect == "postgresql" and report.resources:
         with db.engine.connect() as conn:  # fresh planner statistics after a bulk load
             conn.execute(text("ANALYZE")).close()
@@ -92,22 +96,24 @@ def import_files(db: Database, paths: list[Path], *, base_url: str | None = None
     return report
 
 
-def _import_one(db: Database, path: Path, base_url: str | None, progress: Progress | None) -> FileResult:
+def _import_one(db: Database, path: Path, base_url: str | None, progress: Progress | None,
+                audit_as: AuditEntry | None) -> FileResult:
     source = str(path.resolve())
+    audit = audit_bundle_hook(replace(audit_as, query=f"import {path.name}")) if audit_as else None
     state = db.run(lambda s: _progress(s, source), write=False)
     try:
         if path.suffix == ".ndjson":
             # Resume after the lines already loaded if they are still the same lines (the rest may
             # have been fixed or appended since); otherwise start again from the top.
             start = state.done if state and state.fingerprint == prefix_hash(path, state.done) else 0
-            n = _import_ndjson(db, path, source, start, base_url, progress)
+            n = _import_ndjson(db, path, source, start, base_url, progress, audit)
             return FileResult(path, resources=n, skipped=state is not None and n == 0 and start > 0)
         fp = fingerprint(path)
         if state and state.fingerprint == fp and state.completed:
             if progress:
                 progress(count_entries(path))
             return FileResult(path, skipped=True)
-        return FileResult(path, resources=_import_bundle(db, path, source, fp, base_url, progress))
+        return FileResult(path, resources=_import_bundle(db, path, source, fp, base_url, progress, audit))
     except HimHISError as exc:
         return FileResult(path, error=exc.message)
 
@@ -156,7 +162,7 @@ def _entry(resource: dict) -> dict:
 
 
 def _import_bundle(db: Database, path: Path, source: str, fp: str, base_url: str | None,
-                   progress: Progress | None) -> int:
+                   progress: Progress | None, audit: bundles.AuditHook | None) -> int:
     try:
         raw = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
@@ -171,7 +177,7 @@ def _import_bundle(db: Database, path: Path, source: str, fp: str, base_url: str
         _mark(session, source, fp, n, True)
 
     response = bundles.process(bundles.db_runner(db, base_url=base_url, also=mark if is_tx else None), data,
-                               base_url=base_url)
+                               base_url=base_url, audit=audit)
     failures = [e["response"] for e in response.get("entry", []) if not e["response"]["status"].startswith("2")]
     if failures:
         first = failures[0].get("outcome", {}).get("issue", [{}])[0].get("diagnostics", failures[0]["status"])
@@ -201,7 +207,7 @@ def _lines(path: Path, start: int) -> Iterator[tuple[int, bytes, dict | None]]:
 
 
 def _import_ndjson(db: Database, path: Path, source: str, start: int, base_url: str | None,
-                   progress: Progress | None) -> int:
+                   progress: Progress | None, audit: bundles.AuditHook | None) -> int:
     """Load in chunks; each chunk commits with the line count and the hash of the lines loaded so far."""
     if progress and start:
         progress(start)
@@ -217,7 +223,8 @@ def _import_ndjson(db: Database, path: Path, source: str, start: int, base_url: 
 
         if chunk:
             batch = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(r) for r in chunk]}
-            bundles.process(bundles.db_runner(db, base_url=base_url, also=mark), batch, base_url=base_url)
+            bundles.process(bundles.db_runner(db, base_url=base_url, also=mark), batch, base_url=base_url,
+                            audit=audit)
         else:
             db.run(mark)
         if progress:

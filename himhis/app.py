@@ -61,6 +61,16 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     return app
 
 
+async def _audit_unauthenticated(request: Request, exc: HimHISError) -> None:
+    """A request without valid credentials is recorded too: who tried what, from where, and why it failed."""
+    from starlette.concurrency import run_in_threadpool
+
+    from audit import requests
+    from audit.service import audit_read
+
+    await run_in_threadpool(audit_read, request.app.state.db, requests.refused(request, exc.status, exc.message))
+
+
 def _is_fhir(request: Request) -> bool:
     return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
 
@@ -74,6 +84,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HimHISError)
     async def himhis_error(request: Request, exc: HimHISError) -> Response:
+        if exc.status == 401:
+            await _audit_unauthenticated(request, exc)
         if _is_fhir(request):
             body = outcome(*exc.issues) if isinstance(exc, ResourceInvalid) else error_outcome(
                 exc.message, status=exc.status, code=exc.code, expression=exc.expression)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audit.cli import app as audit_app
+from audit.service import command_line_entry
 from himhis.config import get_settings
 
 app = typer.Typer(help="HimHIS hospital information system and FHIR record store.", no_args_is_help=True)
@@ -56,7 +57,8 @@ def seed_demo(
         return
     with _progress() as progress:
         task = progress.add_task("Seeding demo data", total=None)
-        n = seed_database(db, seed=seed, patients=patients, progress=lambda k: progress.advance(task, k))
+        n = seed_database(db, seed=seed, patients=patients, progress=lambda k: progress.advance(task, k),
+                          audit_as=command_line_entry("transaction", query=f"seed-demo --patients {patients}"))
     console.print(f"Seeded {n} demo resources.")
 
 
@@ -72,7 +74,8 @@ def import_(files: list[Path] = typer.Argument(..., help="FHIR Bundle (.json) or
     with _progress() as progress:
         task = progress.add_task("Importing", total=total)
         report = import_files(db, paths, base_url=get_settings().base_url + "/fhir",
-                              progress=lambda k: progress.advance(task, k))
+                              progress=lambda k: progress.advance(task, k),
+                              audit_as=command_line_entry("transaction"))
     skipped = sum(1 for f in report.files if f.skipped)
     console.print(f"Imported {report.resources} resources from {len(report.files) - skipped} files"
                   f"{f' ({skipped} already imported)' if skipped else ''}.")

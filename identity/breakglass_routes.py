@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from audit import requests
+from audit.service import ETREAT, run_audited
 from himhis.errors import ForbiddenError, InvalidError
 from identity import breakglass
 from identity.dependencies import get_principal
@@ -25,16 +27,20 @@ async def _form(request: Request) -> dict:
 
 @router.post("")
 async def open_grant(request: Request, principal: Principal = Depends(get_principal)) -> JSONResponse:
-    """Open emergency access beyond the caller's facility (to one patient, or to all) for a while."""
+    """Open emergency access beyond the caller's facility (to one patient, or to all) for a while; audited."""
     form = await _form(request)
     minutes = form.get("minutes", breakglass.DEFAULT_MINUTES)
     try:
         minutes = int(minutes)
     except (TypeError, ValueError) as exc:
         raise InvalidError("'minutes' must be a whole number", expression=["minutes"]) from exc
-    grant = await run_in_threadpool(request.app.state.db.run, lambda s: breakglass.request(
-        s, principal, reason=str(form.get("reason") or ""), patient_id=form.get("patient") or None,
-        minutes=minutes))
+    reason, patient = str(form.get("reason") or ""), form.get("patient") or None
+    entry = requests.entry(request, principal, "break-glass", patient_ids=[patient] if patient else (),
+                           query=f"minutes={minutes}", break_glass_reason=" ".join(reason.split()) or None,
+                           purpose_of_use=ETREAT)
+    # The grant and its audit record are one unit of work; a refused request is recorded as such.
+    grant = await run_in_threadpool(run_audited, request.app.state.db, lambda s: breakglass.request(
+        s, principal, reason=reason, patient_id=patient, minutes=minutes), entry, write=True)
     return JSONResponse({"reason": grant.reason, "patient": grant.patient_id,
                          "expires": grant.expires.isoformat() + "Z"}, status_code=201)
 
@@ -44,6 +50,10 @@ async def review(request: Request, principal: Principal = Depends(get_principal)
     """Every grant, newest first: the auditor's review list."""
     if not principal.has_role("auditor"):
         raise ForbiddenError("Only auditors can review break-glass grants")
-    rows = await run_in_threadpool(request.app.state.db.run, breakglass.for_review, write=False)
+    rows = await run_in_threadpool(run_audited, request.app.state.db, breakglass.for_review,
+                                   requests.entry(request, principal, "search-system",
+                                                  query="GET /break-glass (review of grants)"), write=False,
+                                   details=lambda s, rows: {"patient_ids": [r["patient_id"] for r in rows
+                                                                            if r["patient_id"]]})
     return JSONResponse([{k: (v.isoformat() + "Z" if hasattr(v, "isoformat") else v) for k, v in r.items()
                           if k != "pk"} for r in rows])

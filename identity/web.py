@@ -15,9 +15,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from keycloak.exceptions import KeycloakError
 from keycloak.pkce_utils import generate_code_challenge, generate_code_verifier
 
+from audit import requests
+from audit.service import AuditEntry, audit_read
 from himhis.config import Settings, get_settings
-from himhis.errors import NotFoundError
-from identity.dependencies import REFRESH_COOKIE, SESSION_COOKIE
+from himhis.errors import AuthenticationError, NotFoundError
+from identity.dependencies import REFRESH_COOKIE, SESSION_COOKIE, optional_principal
 from identity.devidp.provider import DevIdentityProvider, OAuthError
 from identity.oidc import keycloak_openid
 from identity.templating import render
@@ -133,6 +135,31 @@ def _signed_in(response: Response, tokens: dict[str, Any], settings: Settings) -
     return response
 
 
+def _audit(request: Request, entry: AuditEntry) -> None:
+    """Record a sign-in event where the app keeps an audit log (the full app always does)."""
+    db = getattr(request.app.state, "db", None)
+    if db is not None:
+        audit_read(db, entry)
+
+
+def _audit_sign_in(request: Request, tokens: dict[str, Any] | None, *, failure: str | None = None,
+                   username: str | None = None) -> None:
+    """A login, successful (the new session's user) or not (what was tried, and why it failed)."""
+    if tokens is not None:
+        validator = getattr(request.app.state, "token_validator", None)
+        try:
+            principal = validator.validate(tokens["access_token"]) if validator is not None else None
+        except AuthenticationError:  # signed in at the provider, but the token is not one this API takes
+            principal = None
+        _audit(request, requests.entry(request, principal, "login"))
+        return
+    status, _, message = (failure or "401 sign-in failed").partition(" ")
+    entry = requests.entry(request, None, "login").failed(int(status), message)
+    if username:
+        entry.actor_username = username
+    _audit(request, entry)
+
+
 def _page(backend: DevSignIn, target: str, *, error: str | None = None,
           username: str | None = None, status: int = 200) -> HTMLResponse:
     page = render("login.html", title="Sign in to HimHIS", action="/login", fields={"next": target},
@@ -153,6 +180,7 @@ def login_page(request: Request, settings: SettingsDep,
     target, backend = safe_next(next_), _backend(request, settings)
     refresh_token = request.cookies.get(REFRESH_COOKIE)
     if refresh_token and (tokens := backend.refresh(refresh_token)):
+        _audit_sign_in(request, tokens)  # the session renewed without a password is a sign-in too
         return _signed_in(RedirectResponse(target, status_code=303), tokens, settings)
     response: Response
     if isinstance(backend, DevSignIn):
@@ -181,8 +209,10 @@ def login_submit(request: Request, settings: SettingsDep, username: Annotated[st
         raise NotFoundError("Password sign-in is done at Keycloak; open GET /login")
     tokens = backend.password(username, password)
     if tokens is None:
+        _audit_sign_in(request, None, failure="401 Invalid username or password", username=username)
         return _page(backend, target, error="Invalid username or password.", username=username,
                      status=401)
+    _audit_sign_in(request, tokens)
     return _signed_in(RedirectResponse(target, status_code=303), tokens, settings)
 
 
@@ -197,16 +227,20 @@ def auth_callback(request: Request, settings: SettingsDep, code: str | None = No
     target = safe_next(stored["next"]) if stored else "/"
     if error:
         response = _error_page(f"Sign-in was not completed: {error_description or error}", target, 401)
+        _audit_sign_in(request, None, failure=f"401 {error_description or error}")
     elif not (stored and code and state and hmac.compare_digest(state.encode(), stored["state"].encode())):
         response = _error_page("The sign-in request expired or did not match; please sign in again.",
                                target, 400)
+        _audit_sign_in(request, None, failure="400 the sign-in state did not match")
     else:
         try:
             tokens = backend.exchange(code, _callback_url(settings), stored["verifier"])
         except KeycloakError as exc:
             log.warning("authorization code exchange failed: %s", exc)
             response = _error_page("Keycloak did not accept the sign-in; please sign in again.", target, 401)
+            _audit_sign_in(request, None, failure="401 Keycloak refused the authorization code")
         else:
+            _audit_sign_in(request, tokens)
             response = _signed_in(RedirectResponse(target, status_code=303), tokens, settings)
     response.delete_cookie(OAUTH_COOKIE, path=CALLBACK_PATH, httponly=True, samesite="lax", secure=True)
     return response
@@ -215,8 +249,11 @@ def auth_callback(request: Request, settings: SettingsDep, code: str | None = No
 @router.post("/logout")
 def logout(request: Request, settings: SettingsDep) -> RedirectResponse:
     """Clear the session cookies (and end the Keycloak session), then back to /login."""
+    principal = optional_principal(request)
     if refresh_token := request.cookies.get(REFRESH_COOKIE):
         _backend(request, settings).logout(refresh_token)
+    if principal is not None:
+        _audit(request, requests.entry(request, principal, "logout"))
     response = RedirectResponse("/login", status_code=303)
     for name in (SESSION_COOKIE, REFRESH_COOKIE):
         response.delete_cookie(name, path="/", httponly=True, samesite="lax", secure=settings.is_production)

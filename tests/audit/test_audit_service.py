@@ -140,6 +140,35 @@ def test_audit_read_records_in_its_own_unit_of_work(db, make_entry, rows):
     assert len(rows()) == 1
 
 
+def test_reads_audited_together_are_each_committed_before_audit_read_returns(db, make_entry, rows):
+    """Group commit: many threads at once; each sees its own record committed when its call returns."""
+    start = threading.Barrier(16)
+
+    def one(i: int) -> tuple[int, bool]:
+        start.wait()
+        seq = audit_read(db, make_entry(patient=f"pt-{i}"))
+        seen = db.run(lambda s: s.execute(text("SELECT count(*) FROM audit_log WHERE seq = :q"), {"q": seq})
+                      .scalar(), write=False)
+        return seq, seen == 1
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(64)))
+    assert sorted(seq for seq, _ in results) == list(range(1, 65))
+    assert all(committed for _, committed in results)
+    assert sorted(r.patient_ids for r in rows()) == sorted(f"pt-{i}" for i in range(64))
+    report = db.run(verify, write=False)
+    assert report.ok and report.checked == 64, report.problems
+
+
+def test_a_malformed_read_entry_fails_its_caller_and_nobody_else(db, make_entry, rows):
+    bad = make_entry()
+    bad.interaction = "peek"
+    with pytest.raises(ValueError, match="not an audited interaction"):
+        audit_read(db, bad)
+    assert audit_read(db, make_entry()) == 1
+    assert len(rows()) == 1
+
+
 def test_failed_outcomes_carry_the_http_status(make_entry):
     assert make_entry().failed_with(NotFoundError("Patient/x is not known")).outcome == MINOR_FAILURE
     entry = make_entry().failed_with(RuntimeError("disk full"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
+from audit.service import A
 from ehr import importer
 from ehr.search.engine import search
 from ehr.service import FhirStore
@@ -143,6 +145,10 @@ def test_seed_demo_if_empty_seeds_once(himhis: Invoke, db: Database) -> None:
     seeded = counts(db, "Patient", "Organization")
     assert seeded["Patient"] >= 5 and seeded["Organization"] >= 1
     history = versions(db)
+    audited = db.run(lambda s: s.execute(select(A.c.interaction, A.c.actor_username, A.c.query, A.c.patient_ids))
+                     .all(), write=False)
+    assert audited and {r[:3] for r in audited} == {("transaction", getpass.getuser(), "seed-demo --patients 5")}
+    assert {p for r in audited if r.patient_ids for p in r.patient_ids.split(",")} >= {"demo-patient-1"}
 
     second = himhis("seed-demo", "--if-empty", "--patients", "5")
     assert second.exit_code == 0, second.output
