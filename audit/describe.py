@@ -153,7 +153,24 @@ def of_versions(session: Session, result: Any) -> dict[str, Any]:
     return {"patient_ids": list(dict.fromkeys(patients + patients_of_keys(session, gone)))}
 
 
-def of_bundle(session: Session, bundle: dict) -> dict[str, Any]:
+def of_bundle(session: Session, bundle: dict, written: Iterable[Any] | None = None) -> dict[str, Any]:
     """Fields of a Bundle returned (searchset, history, $everything) or processed (transaction-response):
-    every patient whose data it carries."""
-    return {"patient_ids": patients_of_keys(session, bundle_keys(bundle))}
+    every patient whose data it carries. ``written`` (the transaction's ``ehr.repository.Pending``
+    versions) names them from the values just extracted, without asking the index again."""
+    if written is None:
+        return {"patient_ids": patients_of_keys(session, bundle_keys(bundle))}
+    out: list[str] = []
+    deleted: list[tuple[str, str]] = []
+    for p in written:
+        if p.text is None:
+            deleted.append((p.res_type, p.res_id))
+            continue
+        if p.res_type == "Patient":
+            out.append(p.res_id)
+        params = patient_compartment_params(p.res_type)
+        if params:
+            out += [v.target_id for v in p.values if isinstance(v, ReferenceValue) and v.param in params
+                    and v.target_type == "Patient" and v.target_id]
+    # What the transaction's GET entries returned is named by the response, as for a search.
+    read = bundle_keys({"entry": [e for e in bundle.get("entry") or () if isinstance(e, dict) and "resource" in e]})
+    return {"patient_ids": list(dict.fromkeys(out + patients_of_keys(session, deleted + read)))}

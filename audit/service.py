@@ -127,8 +127,8 @@ def audit_bundle_hook(entry: AuditEntry) -> Callable[[Session, dict], None]:
     as ``entry`` with the patients whose data it wrote, in that unit of work."""
     from audit.describe import of_bundle
 
-    def hook(session: Session, response: dict) -> None:
-        record(session, replace(entry, **of_bundle(session, response)))
+    def hook(session: Session, response: dict, written: Sequence[Any] | None = None) -> None:
+        record(session, replace(entry, **of_bundle(session, response, written)))
 
     return hook
 

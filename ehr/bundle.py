@@ -8,7 +8,7 @@ A batch runs each entry in its own savepoint, so one failure leaves the others s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import unquote
@@ -78,8 +78,9 @@ def db_runner(db, *, base_url: str | None = None, also: Callable[[Session], None
     return run
 
 
-# Records a processed transaction (or one batch entry) in the audit log, within its unit of work.
-AuditHook = Callable[[Session, dict], None]
+# Records a processed transaction (or one batch entry) in the audit log, within its unit of work;
+# for a transaction it also gets the versions written, which name the patients without a query.
+AuditHook = Callable[[Session, dict, Sequence[repo.Pending] | None], None]
 
 
 def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetHandler | None = None,
@@ -104,10 +105,10 @@ def process(run: Runner, bundle: dict, *, base_url: str | None = None, get: GetH
             _authorize(authorize, e)
 
         def work(store: FhirStore) -> dict:
-            _transaction(store, entries, get)
+            written = _transaction(store, entries, get)
             response = _response(kind, entries)
             if audit is not None:
-                audit(store.session, response)
+                audit(store.session, response, written)
             return response
 
         return run(work)
@@ -166,7 +167,8 @@ def _parse_entry(base_url: str | None, index: int, raw: object) -> Entry:
     return entry
 
 
-def _transaction(store: FhirStore, entries: list[Entry], get: GetHandler | None) -> None:
+def _transaction(store: FhirStore, entries: list[Entry], get: GetHandler | None) -> list[repo.Pending]:
+    """Apply the entries as one unit; returns the versions written."""
     ordered = sorted(entries, key=lambda e: (_ORDER[e.method], e.index))
     mapping: dict[str, str] = {}  # fullUrl -> Type/id
     changed: dict[tuple[str, str], Entry] = {}
@@ -228,6 +230,7 @@ def _transaction(store: FhirStore, entries: list[Entry], get: GetHandler | None)
                 e.response["_resource"] = resource
             if status >= 400:
                 raise _EntryFailed(e, status, resource)
+    return pendings
 
 
 class _EntryFailed(HimHISError):
@@ -372,7 +375,7 @@ def _audit_one(store: FhirStore, audit: AuditHook | None, e: Entry, result: T) -
             entry = {"response": _write_response(result)} if result is not None else {}
             if e.res_type and e.target:
                 entry.setdefault("response", {})["location"] = f"{e.res_type}/{e.target}"
-        audit(store.session, {"resourceType": "Bundle", "type": "batch-response", "entry": [entry]})
+        audit(store.session, {"resourceType": "Bundle", "type": "batch-response", "entry": [entry]}, None)
     return result
 
 

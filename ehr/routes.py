@@ -188,9 +188,9 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
     kind = "transaction" if body.get("type") == "transaction" else "batch"
     entry = _audit_entry(request, principal, kind)
 
-    def audit(session, response: dict) -> None:
+    def audit(session, response: dict, written=None) -> None:
         reason = getattr(request.state, "break_glass", None)
-        record(session, replace(entry, **of_bundle(session, response),
+        record(session, replace(entry, **of_bundle(session, response, written),
                                 **({"break_glass_reason": reason} if reason else {})))
 
     runner = bundles.db_runner(_db(request), base_url=base_url(request),

@@ -130,3 +130,26 @@ def test_a_write_and_its_audit_record_commit_together(db, store_data):
     assert db.run(lambda s: FhirStore(s).read("Patient", "p1").version_id, write=False) == 1
     failed = log(db)[-1]
     assert (failed.interaction, failed.outcome, failed.patient_ids) == ("update", MINOR_FAILURE, None)
+
+
+def test_a_transaction_names_the_patients_it_wrote_deleted_and_read(client, db, settings):
+    """Patients come from the values just written, the deleted version's content, and the GET entries."""
+    from sqlalchemy import select
+
+    from audit.service import A as LOG
+    from tests.conftest import steward_headers
+
+    steward = steward_headers(client, settings)
+    for pid in ("p1", "p2", "p3"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid}, headers=steward)
+    client.put("/fhir/Observation/o2", json={**observation("p2"), "id": "o2"}, headers=steward)
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": observation("p1"), "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "DELETE", "url": "Observation/o2"}},
+        {"request": {"method": "GET", "url": "Patient/p3"}}]}
+    r = client.post("/fhir", json=tx, headers=steward)
+    assert r.status_code == 200, r.text
+    last = db.run(lambda s: s.execute(select(LOG.c.interaction, LOG.c.patient_ids).order_by(LOG.c.seq.desc())
+                                      .limit(1)).one(), write=False)
+    assert last.interaction == "transaction"
+    assert sorted(last.patient_ids.split(",")) == ["p1", "p2", "p3"]
