@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from himhis.db import Database
@@ -201,29 +201,36 @@ _INSERT_MANY = insert(A).returning(A.c.pk, sort_by_parameter_order=True)
 _INSERT_LINKS = insert(AP)
 _MOVE_HEAD = update(H).where(H.c.id == 1)
 _NEW_HEAD = insert(H)
+_COLUMNS = [c.name for c in A.columns if c.name != "pk"]
+# PostgreSQL: the record, its patient links and the head in one statement (data-modifying CTEs).
+_APPEND_ONE_PG = text(
+    f"WITH ins AS (INSERT INTO {A.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
+    f"RETURNING pk), links AS (INSERT INTO {AP.name} (audit_pk, patient_id) "
+    f"SELECT ins.pk, p FROM ins, unnest(CAST(:link_patients AS varchar[])) AS p) "
+    f"UPDATE {H.name} SET seq = :seq, hash = :hash, updated = :recorded WHERE id = 1")
 
 
-def _lock_and_head(session: Session) -> tuple[int, str, bool]:
+def _lock_and_head(conn: Connection) -> tuple[int, str, bool]:
     """Take the chain lock and read the head: (last seq, last hash, whether the head row exists).
 
     The lock is the head row itself (SELECT … FOR UPDATE on PostgreSQL; SQLite writers are already
     serial under BEGIN IMMEDIATE). Until the head row exists, an advisory lock stands in for it.
     """
-    postgres = session.bind.dialect.name == "postgresql"
-    head = session.execute(_HEAD_FOR_UPDATE if postgres else _HEAD).first()
+    postgres = conn.dialect.name == "postgresql"
+    head = conn.execute(_HEAD_FOR_UPDATE if postgres else _HEAD).first()
     if head is not None:
         return head.seq, head.hash, True
     if postgres:
-        session.execute(_ADVISORY_LOCK, {"k": LOCK_KEY})
-        head = session.execute(_HEAD_FOR_UPDATE).first()  # made by whoever held the lock before us
+        conn.execute(_ADVISORY_LOCK, {"k": LOCK_KEY})
+        head = conn.execute(_HEAD_FOR_UPDATE).first()  # made by whoever held the lock before us
         if head is not None:
             return head.seq, head.hash, True
     # No head row (a fresh or emptied database): continue from the log's own tail, if any.
-    tail = session.execute(_TAIL).first()
+    tail = conn.execute(_TAIL).first()
     return (tail.seq, tail.hash, False) if tail else (0, GENESIS, False)
 
 
-def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
+def record_many(session: Session | Connection, entries: Sequence[AuditEntry]) -> list[int]:
     """Append entries to the chain in the caller's transaction (flush only); returns their seq numbers.
 
     Call it as the last step of a write transaction: it takes the chain lock (the head row, or an
@@ -233,13 +240,17 @@ def record_many(session: Session, entries: Sequence[AuditEntry]) -> list[int]:
     if not entries:
         return []
     rows = [_row(e) for e in entries]  # validate before taking the lock
-    seq, prev, has_head = _lock_and_head(session)
+    conn = session.connection() if isinstance(session, Session) else session
+    seq, prev, has_head = _lock_and_head(conn)
     now = utcnow()
     for row in rows:
         seq += 1
         row.update(seq=seq, recorded=now, prev_hash=prev)
         row["hash"] = prev = chain_hash(row, row["prev_hash"])
-    conn = session.connection()
+    if len(rows) == 1 and has_head and conn.dialect.name == "postgresql":
+        row = rows[0]
+        conn.execute(_APPEND_ONE_PG, {**row, "link_patients": [p for p in (row["patient_ids"] or "").split(",") if p]})
+        return [seq]
     if len(rows) == 1:
         pks = [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
     else:
@@ -313,7 +324,7 @@ class AuditWriter:
                 f.set_result(seq)
 
     def _append(self, entries: list[AuditEntry]) -> list[int]:
-        return self._db.run(lambda s: record_many(s, entries))
+        return self._db.run_core(lambda conn: record_many(conn, entries))
 
 
 _writers: weakref.WeakKeyDictionary[Database, AuditWriter] = weakref.WeakKeyDictionary()

@@ -80,12 +80,14 @@ def index_tables_for(res_type: str) -> tuple:
     return tuple(t for t in INDEX_TABLES if t.name in names)
 
 
+_CURRENT = select(*CURRENT).where(R.c.res_type == bindparam("res_type"), R.c.res_id == bindparam("res_id"))
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
+
+
 def current(session: Session, res_type: str, res_id: str, *, lock: bool = False) -> Row | None:
     """The current row of a resource; ``lock`` holds it for this transaction (SELECT … FOR UPDATE)."""
-    stmt = select(*CURRENT).where(R.c.res_type == res_type, R.c.res_id == res_id)
-    if lock and session.bind.dialect.name != "sqlite":
-        stmt = stmt.with_for_update()
-    return session.execute(stmt).one_or_none()
+    stmt = _CURRENT_FOR_UPDATE if lock and session.bind.dialect.name != "sqlite" else _CURRENT
+    return session.execute(stmt, {"res_type": res_type, "res_id": res_id}).one_or_none()
 
 
 def current_many(session: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Row]:

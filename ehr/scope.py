@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select
+from sqlalchemy import ColumnElement, Row, Select, bindparam, false, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Alias, TableClause
 
@@ -153,6 +153,16 @@ class Scope:
         return set(session.execute(stmt, {"scope_pks": pks}).scalars())
 
 
+    def current(self, session: Session, res_type: str, res_id: str) -> Row | None:
+        """The current row of a resource if the scope lets it through (one statement), else None."""
+        from ehr.repository import current
+
+        if self.unrestricted or res_type not in patient_data_types():
+            return current(session, res_type, res_id)
+        stmt = _current(self.patient_id, self.facility, self.also, self.laboratory, res_type)
+        return session.execute(stmt, {"scope_id": res_id}).one_or_none()
+
+
 # The statements are built once per scope and type and reused, so SQLAlchemy finds them in its
 # compiled cache instead of building and compiling the facility's subqueries on every request.
 @lru_cache(maxsize=1024)
@@ -172,6 +182,15 @@ def _clause(patient_id: str | None, facility: str | None, also: tuple[str, ...],
                                            REF.c.target_type == "Patient", patients)
     in_compartment = res.c.pk.in_(refs)
     return or_(is_patient, in_compartment) if res_type == "Patient" else in_compartment
+
+
+@lru_cache(maxsize=1024)
+def _current(patient_id: str | None, facility: str | None, also: tuple[str, ...], laboratory: str | None,
+             res_type: str) -> Select:
+    from ehr.repository import CURRENT
+
+    clause = _clause(patient_id, facility, also, laboratory, res_type, R)
+    return select(*CURRENT).where(R.c.res_type == res_type, R.c.res_id == bindparam("scope_id"), clause)
 
 
 @lru_cache(maxsize=1024)

@@ -102,12 +102,19 @@ class FhirStore:
             raise NotFoundError(f"{res_type}/{res_id} is not known")
         return row
 
+    def _current_visible(self, res_type: str, res_id: str) -> Row:
+        """The current row if the caller may see it (one statement), else 404 as if it did not exist."""
+        row = self.scope.current(self.session, res_type, res_id)
+        if row is None:
+            raise NotFoundError(f"{res_type}/{res_id} is not known")
+        return row
+
     # -- reads ---------------------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> Stored:
         """https://hl7.org/fhir/R4/http.html#read — 404 if unknown, 410 if deleted."""
         self._check_type(res_type)
-        row = self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
+        row = self._current_visible(res_type, res_id)
         if row.deleted:
             raise GoneError(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version_id}"'})
         return _stored(row)
@@ -116,7 +123,7 @@ class FhirStore:
         """https://hl7.org/fhir/R4/http.html#vread"""
         self._check_type(res_type)
         if not self.scope.unrestricted:
-            self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
+            self._current_visible(res_type, res_id)
         if not version_id.isdigit():
             raise NotFoundError(f"{res_type}/{res_id} has no version '{version_id}'")
         row = repo.version(self.session, res_type, res_id, int(version_id))
@@ -132,7 +139,7 @@ class FhirStore:
         if res_type:
             self._check_type(res_type)
         if res_id:
-            self._visible(repo.current(self.session, res_type, res_id), res_type, res_id)
+            self._current_visible(res_type, res_id)
         scope = None
         if not self.scope.unrestricted:
             if res_type is None:

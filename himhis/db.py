@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +74,7 @@ class Database:
     def __init__(self, url: str, **engine_kw) -> None:
         self.engine = make_engine(url, **engine_kw)
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if is_sqlite(self.engine) else self.engine
+        self.write_engine = writer
         self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(writer, expire_on_commit=False)
 
@@ -105,6 +106,21 @@ class Database:
                 except BaseException:
                     session.rollback()
                     raise
+
+    def run_core(self, fn: Callable[[Connection], T], *, retries: int = 5) -> T:
+        """``run`` for Core work on a bare connection (no ORM session): one writing transaction, retried
+        like ``run``. For hot paths that need no ORM, such as appending to the audit log."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.write_engine.begin() as conn:
+                    return fn(conn)
+            except (OperationalError, IntegrityError, DBAPIError) as exc:
+                if attempt > retries or not _transient(exc):
+                    raise
+                log.info("retrying transaction after %s (attempt %d)", type(exc.orig).__name__, attempt)
+                time.sleep(0.005 * attempt)
 
     def dispose(self) -> None:
         self.engine.dispose()
