@@ -4,7 +4,9 @@ IHE Basic Audit Log Patterns (https://profiles.ihe.net/ITI/BALP/): type ``rest``
 interaction as subtype; agents for the user (requestor), the client application and the server;
 an entity for the resource, one per Patient whose data was touched and one for the query
 (base64). BALP's PatientQuery asks for one AuditEvent per patient; we keep one record per
-interaction and name every patient in it, which the patient search below serves just as well.
+interaction and name every patient in it, which the patient search below serves just as well; a
+record naming several patients claims the plain Query profile, and a patient reading their own
+access log sees only themselves in it.
 """
 
 from __future__ import annotations
@@ -60,14 +62,21 @@ def _purpose(rec: Any) -> list[dict]:
     return [concept]
 
 
-def to_audit_event(rec: Any, *, base_url: str | None = None) -> dict:
+def to_audit_event(rec: Any, *, base_url: str | None = None, for_patient: str | None = None) -> dict:
     """One audit record (an ``AuditRecord`` or a row of ``audit_log``) as an AuditEvent.
 
     ``base_url`` (the FHIR base) is the server's network address; BALP's profile is claimed only for
-    a successful REST interaction whose client and server addresses are both known.
+    a successful REST interaction whose client and server addresses are both known, and PatientQuery
+    and the like only when the record names exactly one patient.
+
+    ``for_patient``: the view a patient gets of their own access log — who, when, what and why, with
+    only that patient named, and without what could tell them about others (the search terms, the
+    other patients a search returned, the client's network address).
     """
     spec = interactions()[rec.interaction]
     patients = [p for p in (rec.patient_ids or "").split(",") if p]
+    if for_patient is not None:
+        patients = [p for p in patients if p == for_patient]
     rest = "type" not in spec
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -111,9 +120,9 @@ def to_audit_event(rec: Any, *, base_url: str | None = None) -> dict:
                 if rec.client_id else {"display": "unidentified client"}),
         "requestor": not has_user,
     }
-    if rec.source_ip:
+    if rec.source_ip and for_patient is None:
         client["network"] = {"address": rec.source_ip, "type": "2"}  # 2 = IP address
-    if rec.user_agent:
+    if rec.user_agent and for_patient is None:
         client["extension"] = [{"url": EXT_USER_AGENT, "valueString": rec.user_agent}]
     server: dict[str, Any] = {
         "type": {"coding": [_SOURCE_ROLE if pull else _DESTINATION_ROLE]},
@@ -143,7 +152,7 @@ def to_audit_event(rec: Any, *, base_url: str | None = None) -> dict:
     entities += [{"what": {"reference": f"Patient/{p}"},
                   "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
                   "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}} for p in patients]
-    if rec.query is not None:
+    if rec.query is not None and for_patient is None:
         target = rec.resource_type or ""
         entities.append({"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                          "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
@@ -154,8 +163,8 @@ def to_audit_event(rec: Any, *, base_url: str | None = None) -> dict:
 
     profile = spec.get("profile")
     described = rec.query is not None if profile == "Query" else bool(rec.resource_type and rec.resource_id)
-    if profile and described and rec.outcome == 0 and rec.source_ip and base_url:
-        event["meta"] = {"profile": [BALP + ("Patient" + profile if patients else profile)]}
+    if profile and described and rec.outcome == 0 and rec.source_ip and base_url and for_patient is None:
+        event["meta"] = {"profile": [BALP + ("Patient" + profile if len(patients) == 1 else profile)]}
     return event
 
 
@@ -183,7 +192,7 @@ def _filtered(*, patient: str | None, agent: str | None, date_from: datetime | N
 def search_audit(session: Session, *, patient: str | None = None, agent: str | None = None,
                  date_from: datetime | None = None, date_to: datetime | None = None,
                  interaction: str | None = None, entity: str | None = None, count: int = 50, offset: int = 0,
-                 base_url: str | None = None) -> tuple[list[dict], int]:
+                 base_url: str | None = None, for_patient: str | None = None) -> tuple[list[dict], int]:
     """AuditEvents newest first, and how many match (https://hl7.org/fhir/R4/auditevent.html#search).
 
     ``patient`` a Patient id (every event that touched their data); ``agent`` a username, subject or
@@ -194,7 +203,7 @@ def search_audit(session: Session, *, patient: str | None = None, agent: str | N
                      entity=entity)
     total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows: list[Row] = session.execute(stmt.order_by(A.c.seq.desc()).limit(count).offset(offset)).all()
-    return [to_audit_event(r, base_url=base_url) for r in rows], total
+    return [to_audit_event(r, base_url=base_url, for_patient=for_patient) for r in rows], total
 
 
 def patient_access_log(session: Session, *, patient_id: str, count: int = 50, offset: int = 0,
@@ -203,7 +212,8 @@ def patient_access_log(session: Session, *, patient_id: str, count: int = 50, of
 
     The caller passes the signed-in patient's own id (``Principal.patient_id``), never one from the request.
     """
-    return search_audit(session, patient=patient_id, count=count, offset=offset, base_url=base_url)
+    return search_audit(session, patient=patient_id, count=count, offset=offset, base_url=base_url,
+                        for_patient=patient_id)
 
 
 # -- the FHIR API's view (https://hl7.org/fhir/R4/auditevent.html#search) -----------------------
@@ -261,7 +271,7 @@ def search_bundle(session: Session, pairs: Iterable[tuple[str, str]], *, base: s
     kw = parse_search(pairs)
     if patient_id is not None:
         kw["patient"] = patient_id
-    events, total = search_audit(session, **kw, count=count, offset=offset, base_url=base)
+    events, total = search_audit(session, **kw, count=count, offset=offset, base_url=base, for_patient=patient_id)
     return {"resourceType": "Bundle", "type": "searchset", "total": total,
             "entry": [{"fullUrl": f"{base}/AuditEvent/{e['id']}", "resource": e, "search": {"mode": "match"}}
                       for e in events]}
@@ -276,4 +286,4 @@ def read_audit_event(session: Session, event_id: str, *, base: str | None = None
     row = session.execute(stmt).first() if stmt is not None else None
     if row is None:
         raise NotFoundError(f"AuditEvent/{event_id} is not known")
-    return to_audit_event(row, base_url=base)
+    return to_audit_event(row, base_url=base, for_patient=patient_id)

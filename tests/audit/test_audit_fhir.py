@@ -71,11 +71,18 @@ def test_a_read_is_a_balp_patient_read(db, make_entry):
     assert pat["what"] == {"reference": "Patient/p1"} and pat["type"]["code"] == "1"
 
 
-def test_a_search_is_a_balp_patient_query(db, make_entry):
+def test_a_search_of_one_patient_is_a_balp_patient_query(db, make_entry):
+    event = rendered(db, make_entry("search-type", resource_type="Observation", resource_id=None,
+                                    query="subject=Patient/p1", patient_ids=["p1"]))
+    assert event["meta"]["profile"] == [BALP + "PatientQuery"]
+    assert [e["what"]["reference"] for e in entity(event, "1")] == ["Patient/p1"]
+
+
+def test_a_search_returning_several_patients_is_a_balp_query_naming_each(db, make_entry):
     query = "subject=Patient/p1&code=http://loinc.org|718-7"
     event = rendered(db, make_entry("search-type", resource_type="Observation", resource_id=None, query=query,
                                     patient_ids=["p1", "p2"]))
-    assert event["meta"]["profile"] == [BALP + "PatientQuery"]
+    assert event["meta"]["profile"] == [BALP + "Query"]  # PatientQuery names exactly one patient
     assert event["action"] == "E"
     assert agent(event, "110153")["network"]["address"] == "10.20.0.7"  # the client is the query's source
     [q] = entity(event, "24")
@@ -171,3 +178,16 @@ def test_a_patient_sees_only_events_about_their_own_record(db, make_entry):
         db.run(lambda s: read_audit_event(s, "2", patient_id="p1"), write=False)
     with pytest.raises(NotFoundError):
         db.run(lambda s: read_audit_event(s, "x"), write=False)
+
+
+def test_a_patients_view_names_only_them_and_not_the_search_terms(db, make_entry):
+    db.run(lambda s: record(s, make_entry("search-type", resource_type="Patient", resource_id=None,
+                                          query="identifier=IGMC-2026-000999&name=Sharma",
+                                          patient_ids=["p1", "p2"])))
+    row = db.run(lambda s: s.execute(select(A)).one(), write=False)
+    event = to_audit_event(row, base_url=BASE, for_patient="p2")
+    AuditEvent.model_validate(event)
+    assert [e["what"]["reference"] for e in entity(event, "1")] == ["Patient/p2"]
+    assert entity(event, "24") == [] and "Sharma" not in str(event) and "IGMC-2026-000999" not in str(event)
+    assert "network" not in agent(event, "110153") and "meta" not in event
+    assert agent(event, "IRCP")["who"]["display"] == "doctor.igmc"  # who looked is what the patient needs
