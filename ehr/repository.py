@@ -12,6 +12,7 @@ from functools import cache
 from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from ehr import scope
 from ehr.search.extract import (
     DateValue,
     NumberValue,
@@ -122,6 +123,8 @@ def write(session: Session, pendings: Sequence[Pending]) -> None:
     """Apply new versions: insert or update current rows, append versions, replace index rows."""
     if not pendings:
         return
+    if any(p.res_type == "Organization" for p in pendings):
+        scope.organizations_changed()  # a facility may have gained or lost a department
     conn = session.connection()
     new = [p for p in pendings if p.pk is None]
     if new:

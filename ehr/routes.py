@@ -122,7 +122,7 @@ def scope_for(session, principal: Principal, request: Request | None = None) -> 
         if not principal.facility:
             raise ForbiddenError("This staff login has no facility; ask an administrator to set it, or use "
                                  "break-glass access with a reason")
-        return Scope(facility=principal.facility, also=tuple(g.patient_id for g in grants), reason=reason)
+        return Scope.of_facility(session, principal.facility, also=tuple(g.patient_id for g in grants), reason=reason)
     if principal.has_role("lab-system"):
         if not principal.client_id:
             raise ForbiddenError("This laboratory token names no client; it cannot be matched to its orders")
