@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from audit.service import MINOR_FAILURE, SERIOUS_FAILURE
 from ehr.references import iter_references
 from ehr.search.extract import ReferenceValue, extract
 from ehr.search.normalize import parse_reference
@@ -132,6 +133,9 @@ def of_write(session: Session, result: Any) -> dict[str, Any]:
     stored = result.stored
     if stored.text:
         patients = patients_of(stored.json())
+        replaced = getattr(result, "replaced", None)
+        if replaced:  # an update may move the resource from one patient's record to another's
+            patients = list(dict.fromkeys(patients_of(orjson.loads(replaced)) + patients))
     else:
         content = _last_content(session, stored.res_type, stored.res_id)
         patients = patients_of(orjson.loads(content)) if content else []
@@ -165,6 +169,8 @@ def of_bundle(session: Session, bundle: dict, written: Iterable[Any] | None = No
         if p.text is None:
             deleted.append((p.res_type, p.res_id))
             continue
+        if p.replaced:
+            out += patients_of(orjson.loads(p.replaced))
         if p.res_type == "Patient":
             out.append(p.res_id)
         params = patient_compartment_params(p.res_type)
@@ -174,3 +180,32 @@ def of_bundle(session: Session, bundle: dict, written: Iterable[Any] | None = No
     # What the transaction's GET entries returned is named by the response, as for a search.
     read = bundle_keys({"entry": [e for e in bundle.get("entry") or () if isinstance(e, dict) and "resource" in e]})
     return {"patient_ids": list(dict.fromkeys(out + patients_of_keys(session, deleted + read)))}
+
+
+def of_batch_entry(bundle: dict) -> dict[str, Any]:
+    """Fields of one batch entry's record (a one-entry Bundle whose entry carries its ``request``): the
+    resource asked for, its version, and the outcome when the entry was refused or failed."""
+    entries = bundle.get("entry") or []
+    if len(entries) != 1 or "request" not in entries[0]:
+        return {}
+    entry = entries[0]
+    out: dict[str, Any] = {}
+    response = entry.get("response") or {}
+    resource = entry.get("resource") if isinstance(entry.get("resource"), dict) else {}
+    target = response.get("location") or entry["request"].get("url") or ""
+    parts = [p for p in target.split("?", 1)[0].split("/") if p]
+    if resource.get("resourceType") and resource.get("id") and resource["resourceType"] != "Bundle":
+        out.update(resource_type=resource["resourceType"], resource_id=resource["id"],
+                   version_id=(resource.get("meta") or {}).get("versionId"))
+    elif parts and parts[0][:1].isupper():
+        out["resource_type"] = parts[0]
+        if len(parts) >= 2:
+            out["resource_id"] = parts[1]
+        if len(parts) >= 4 and parts[2] == "_history":
+            out["version_id"] = parts[3]
+    status = str(response.get("status") or "200").split()[0]
+    if status.isdigit() and int(status) >= 400:
+        issues = (response.get("outcome") or {}).get("issue") or [{}]
+        detail = f"{status} {issues[0].get('diagnostics') or 'failed'}"
+        out.update(outcome=MINOR_FAILURE if int(status) < 500 else SERIOUS_FAILURE, outcome_detail=detail)
+    return out

@@ -362,20 +362,33 @@ def _batch_entry(run: Runner, base_url: str | None, index: int, raw: object, get
         message = exc.message if exc.message.startswith(e.path) else f"{e.path}: {exc.message}"
         e.response = {"status": f"{exc.status}",
                       "outcome": error_outcome(message, status=exc.status, code=exc.code, expression=exc.expression)}
+        if audit is not None:  # a refused or failed entry is recorded too, in a unit of work of its own
+            failed = {"request": {"method": e.method, "url": e.url}, "response": e.response} if e.method else {
+                "response": e.response}
+            run(lambda store: audit(store.session, _audit_bundle([failed]), None))
     return e
 
 
+def _audit_bundle(entries: list[dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+
+
 def _audit_one(store: FhirStore, audit: AuditHook | None, e: Entry, result: T) -> T:
-    """Record one batch entry in its own unit of work, as a one-entry response Bundle."""
+    """Record one batch entry in its own unit of work, as a one-entry response Bundle whose entry also
+    carries the entry's ``request`` (what was asked) for the audit record."""
     if audit is not None:
+        entry: dict = {"request": {"method": e.method, "url": e.url}}
         if isinstance(result, tuple):
             status, resource = result
-            entry = {"resource": resource} if status < 400 and isinstance(resource, dict) else {}
-        else:
-            entry = {"response": _write_response(result)} if result is not None else {}
+            if status < 400 and isinstance(resource, dict):
+                entry["resource"] = resource
+            else:
+                entry["response"] = {"status": str(status), "outcome": resource}
+        elif result is not None:
+            entry["response"] = _write_response(result)
             if e.res_type and e.target:
-                entry.setdefault("response", {})["location"] = f"{e.res_type}/{e.target}"
-        audit(store.session, {"resourceType": "Bundle", "type": "batch-response", "entry": [entry]}, None)
+                entry["response"]["location"] = f"{e.res_type}/{e.target}/_history/{result.stored.version_id}"
+        audit(store.session, _audit_bundle([entry]), None)
     return result
 
 

@@ -127,7 +127,11 @@ def paged_links(request: Request, *, offset: int, count: int, total: int) -> lis
 
 
 def int_param(request: Request, name: str, default: int, *, maximum: int = 1000) -> int:
-    raw = request.query_params.get(name)
+    return int_value(request.query_params.get(name), name, default, maximum=maximum)
+
+
+def int_value(raw: str | None, name: str, default: int, *, maximum: int = 1000) -> int:
+    """A non-negative whole-number parameter (``_count``, ``_offset``), at most ``maximum``; 400 otherwise."""
     if raw is None:
         return default
     if not raw.isdigit():

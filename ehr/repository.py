@@ -62,6 +62,7 @@ class Pending:
     values: Sequence[object] = ()
     pk: int | None = None
     prev_version: int | None = None
+    replaced: str | None = None  # the JSON of the live version this one replaces (whose patients it also touches)
 
 
 _TABLE_OF_TYPE = {"string": "idx_string", "token": "idx_token", "date": "idx_date", "number": "idx_number",

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from audit import fhir as audit_fhir
-from audit.describe import of_bundle, of_stored, of_versions, of_write
+from audit.describe import of_batch_entry, of_bundle, of_stored, of_versions, of_write
 from audit.service import AuditEntry, audit_read, record, run_audited
 from ehr import bundle as bundles
 from ehr.capability import capability_statement
@@ -23,6 +23,7 @@ from ehr.http import (
     bundle_entry,
     check_accept,
     int_param,
+    int_value,
     json_body,
     paged_links,
     prefer_lenient,
@@ -180,22 +181,21 @@ async def batch_or_transaction(request: Request, principal: Principal = Depends(
         return _get_entry(request, session, url, lenient, principal)
 
     rules = policy()
-    rules.check(principal, str(body.get("type")) if body.get("type") in ("batch", "transaction") else "batch", None)
+    kind = "transaction" if body.get("type") == "transaction" else "batch"
+    entry = _audit_entry(request, principal, kind)
 
     def authorize(interaction: str, res_type: str | None) -> None:
         rules.check(principal, interaction, res_type)
 
-    kind = "transaction" if body.get("type") == "transaction" else "batch"
-    entry = _audit_entry(request, principal, kind)
-
     def audit(session, response: dict, written=None) -> None:
         reason = getattr(request.state, "break_glass", None)
-        record(session, replace(entry, **of_bundle(session, response, written),
+        record(session, replace(entry, **of_bundle(session, response, written), **of_batch_entry(response),
                                 **({"break_glass_reason": reason} if reason else {})))
 
     runner = bundles.db_runner(_db(request), base_url=base_url(request),
                                scope=lambda session: scope_for(session, principal, request))
     try:
+        rules.check(principal, kind, None)
         result = await run_in_threadpool(bundles.process, runner, body, base_url=base_url(request), get=get,
                                          authorize=authorize, audit=audit)
     except Exception as exc:
@@ -208,6 +208,14 @@ def _get_entry(request: Request, session, url: str, lenient: bool, principal: Pr
     """GET inside a Bundle: read, vread or search."""
     path, _, query = url.partition("?")
     parts = [p for p in path.strip("/").split("/") if p]
+    if parts and parts[0] == "AuditEvent":  # the audit log, not the resource store
+        owner = _log_owner(session, principal)
+        if len(parts) == 1:
+            return 200, audit_fhir.search_bundle(session, parse_qsl(query, keep_blank_values=True),
+                                                 base=base_url(request), patient_id=owner)
+        if len(parts) == 2:
+            return 200, audit_fhir.read_audit_event(session, parts[1], base=base_url(request), patient_id=owner)
+        raise NotFoundError(f"{url}: the audit log keeps no versions of an AuditEvent")
     store = _store(request, session, principal)
     if len(parts) == 1:
         return 200, search(session, _type(parts[0]), q.parse_query(query), base=base_url(request),
@@ -262,15 +270,28 @@ def _log_owner(session, principal: Principal) -> str | None:
 async def audit_events(request: Request,
                        principal: Principal = Depends(allow("search", "AuditEvent"))) -> FhirResponse:
     """The audit log as AuditEvent search (IHE BALP): auditors see all; a patient, who saw their record."""
-    count = int_param(request, "_count", request.app.state.settings.default_page_size)
-    offset = int_param(request, "_offset", 0, maximum=10**9)
-    pairs = list(request.query_params.multi_items())
+    return await _audit_search(request, principal, list(request.query_params.multi_items()))
+
+
+async def _audit_search(request: Request, principal: Principal, pairs: list[tuple[str, str]]) -> FhirResponse:
+    values = dict(pairs)
+    count = int_value(values.get("_count"), "_count", request.app.state.settings.default_page_size)
+    offset = int_value(values.get("_offset"), "_offset", 0, maximum=10**9)
     bundle = await _audited(request, lambda s: audit_fhir.search_bundle(
         s, pairs, base=base_url(request), count=count, offset=offset, patient_id=_log_owner(s, principal)),
-        _audit_entry(request, principal, "search-type", "AuditEvent", query=request.url.query or None),
+        _audit_entry(request, principal, "search-type", "AuditEvent", query=urlencode(pairs) or None),
         write=False)
     bundle["link"] = paged_links(request, offset=offset, count=count, total=bundle["total"])
     return FhirResponse(bundle)
+
+
+@router.post("/AuditEvent/_search")
+async def audit_events_post(request: Request,
+                            principal: Principal = Depends(allow("search", "AuditEvent"))) -> FhirResponse:
+    """AuditEvent search by POST, as by GET (https://hl7.org/fhir/R4/search.html#Introduction)."""
+    form = await request.form()
+    pairs = list(request.query_params.multi_items()) + [(k, str(v)) for k, v in form.multi_items()]
+    return await _audit_search(request, principal, pairs)
 
 
 @router.get("/AuditEvent/{res_id}")

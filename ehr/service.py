@@ -70,6 +70,7 @@ class WriteResult:
     status: int  # 201 created, 200 updated or matched, 204 nothing to delete
     created: bool = False
     content: dict | None = field(default=None, repr=False)
+    replaced: str | None = field(default=None, repr=False)  # the JSON of the version this one replaced
 
 
 def new_id() -> str:
@@ -143,7 +144,8 @@ class FhirStore:
         scope = None
         if not self.scope.unrestricted:
             if res_type is None:
-                raise ForbiddenError("History across all types is not available in a patient's scope")
+                raise ForbiddenError("History across all types is open only to callers who see the whole record; "
+                                     "ask for one type's history, e.g. /Observation/_history")
             clause = self.scope.clause(res_type)
             scope = None if clause is None else select(repo.R.c.pk).where(repo.R.c.res_type == res_type, clause)
         rows, total = repo.history(self.session, res_type=res_type, res_id=res_id, since=since, at=at,
@@ -262,7 +264,8 @@ class FhirStore:
         self.check_written([pending])
         created = existing is None or existing.deleted
         stored = Stored(rtype, rid, pending.version_id, pending.last_updated, pending.text, method)
-        return WriteResult(stored, 201 if created else 200, created=created, content=content)
+        return WriteResult(stored, 201 if created else 200, created=created, content=content,
+                           replaced=pending.replaced)
 
     def prepare(self, rtype: str, rid: str, data: dict, existing: Row | None, method: str,
                 now: datetime | None = None) -> tuple[repo.Pending, dict]:
@@ -281,7 +284,8 @@ class FhirStore:
         text = orjson.dumps(content).decode()
         pending = repo.Pending(rtype, rid, vid, now, method, text, extract(content),
                                existing.pk if existing is not None else None,
-                               existing.version_id if existing is not None else None)
+                               existing.version_id if existing is not None else None,
+                               existing.content if existing is not None and not existing.deleted else None)
         return pending, content
 
     def check_existing(self, rows: Iterable[Row]) -> None:

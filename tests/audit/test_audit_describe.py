@@ -153,3 +153,21 @@ def test_a_transaction_names_the_patients_it_wrote_deleted_and_read(client, db, 
                                       .limit(1)).one(), write=False)
     assert last.interaction == "transaction"
     assert sorted(last.patient_ids.split(",")) == ["p1", "p2", "p3"]
+
+
+def test_a_transaction_moving_a_result_names_both_patients(client, db, settings):
+    from sqlalchemy import select
+
+    from audit.service import A as LOG
+    from tests.conftest import steward_headers
+
+    steward = steward_headers(client, settings)
+    for pid in ("p1", "p2"):
+        client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid}, headers=steward)
+    client.put("/fhir/Observation/o1", json={**observation("p1"), "id": "o1"}, headers=steward)
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {**observation("p2"), "id": "o1"}, "request": {"method": "PUT", "url": "Observation/o1"}}]}
+    assert client.post("/fhir", json=tx, headers=steward).status_code == 200
+    last = db.run(lambda s: s.execute(select(LOG.c.patient_ids).order_by(LOG.c.seq.desc()).limit(1)).scalar_one(),
+                  write=False)
+    assert sorted(last.split(",")) == ["p1", "p2"]
