@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from audit.service import AuditEntry
+from audit.service import AuditEntry, run_audited
 
 # The restful-interaction a request to the FHIR API would have been, by method and path shape
 # (https://hl7.org/fhir/R4/http.html): used for requests refused before their route ran (a 401).
@@ -31,8 +32,10 @@ def refused(request: Request, status: int, message: str) -> AuditEntry:
     parts = [p for p in path.split("/") if p]
     query = request.url.query or None
     if parts[:1] != ["fhir"]:
+        # Only the method and path: the query of a page or form (a patient search, a registration
+        # check) may hold names, phone numbers or an identifier typed by mistake.
         interaction, res_type, res_id = "operation", None, None
-        query = f"{request.method} {path}" + (f"?{query}" if query else "")
+        query = f"{request.method} {path}"
     else:
         rest = parts[1:]
         res_type = rest[0] if rest and rest[0][:1].isupper() else None
@@ -49,3 +52,15 @@ def refused(request: Request, status: int, message: str) -> AuditEntry:
             interaction = _FHIR_SHAPES.get((request.method, len(rest)), "operation")
     return entry(request, None, interaction, resource_type=res_type, resource_id=res_id,
                  query=query).failed(status, message)
+
+
+async def audited(request: Request, fn, entry: AuditEntry, *, write: bool, details=None):
+    """Run ``fn`` in one unit of work and record it in the audit log, successful or not, with any
+    break-glass reason that widened what the caller could see."""
+
+    def described(session, result) -> dict:
+        out = dict(details(session, result)) if details else {}
+        reason = getattr(request.state, "break_glass", None)
+        return out | ({"break_glass_reason": reason} if reason else {})
+
+    return await run_in_threadpool(run_audited, request.app.state.db, fn, entry, write=write, details=described)

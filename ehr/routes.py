@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from audit import fhir as audit_fhir
 from audit.describe import of_batch_entry, of_bundle, of_stored, of_versions, of_write
-from audit.service import AuditEntry, audit_read, record, run_audited
+from audit.requests import audited as _audited
+from audit.service import AuditEntry, audit_read, record
 from ehr import bundle as bundles
 from ehr.capability import capability_statement
 from ehr.http import (
@@ -33,13 +34,12 @@ from ehr.http import (
 from ehr.operations.everything import everything
 from ehr.operations.validate import validate_operation
 from ehr.outcome import information
-from ehr.scope import Scope
 from ehr.search import query as q
 from ehr.search.engine import keep_pages, search
 from ehr.service import FhirStore, WriteResult
 from ehr.validation import is_resource_type
 from himhis.errors import ForbiddenError, InvalidError, NotFoundError
-from identity import breakglass
+from identity.access import scope_for
 from identity.dependencies import get_principal
 from identity.policy import policy
 from identity.principal import Principal
@@ -91,44 +91,6 @@ def _audit_entry(request: Request, principal: Principal, interaction: str, res_t
     return AuditEntry.by(principal, interaction, resource_type=res_type, resource_id=res_id,
                          source_ip=request.client.host if request.client else None,
                          user_agent=request.headers.get("user-agent"), query=query)
-
-
-async def _audited(request: Request, fn, entry: AuditEntry, *, write: bool, details=None):
-    """Run ``fn`` in one unit of work and record it in the audit log, successful or not, with any
-    break-glass reason that widened what the caller could see."""
-
-    def described(session, result) -> dict:
-        out = details(session, result) if details else {}
-        reason = getattr(request.state, "break_glass", None)
-        return out | ({"break_glass_reason": reason} if reason else {})
-
-    return await run_in_threadpool(run_audited, _db(request), fn, entry, write=write, details=described)
-
-
-def scope_for(session, principal: Principal, request: Request | None = None) -> Scope:
-    """What the caller may see: a patient their own compartment; facility staff their facility's
-    patients, widened by any break-glass grant in force; a laboratory system the orders addressed to
-    it; other roles are limited by policy alone."""
-    if principal.has_role("patient"):
-        if not principal.patient_id:
-            raise ForbiddenError("This patient login is not linked to a patient record")
-        return Scope(patient_id=principal.patient_id)
-    if principal.has_role(*breakglass.ROLES):
-        grants = breakglass.active(session, principal)
-        reason = "; ".join(g.reason for g in grants) or None
-        if request is not None:
-            request.state.break_glass = reason
-        if any(g.patient_id is None for g in grants):
-            return Scope(reason=reason)
-        if not principal.facility:
-            raise ForbiddenError("This staff login has no facility; ask an administrator to set it, or use "
-                                 "break-glass access with a reason")
-        return Scope.of_facility(session, principal.facility, also=tuple(g.patient_id for g in grants), reason=reason)
-    if principal.has_role("lab-system"):
-        if not principal.client_id:
-            raise ForbiddenError("This laboratory token names no client; it cannot be matched to its orders")
-        return Scope(laboratory=principal.client_id)
-    return Scope()
 
 
 def _store(request: Request, session, principal: Principal) -> FhirStore:

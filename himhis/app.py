@@ -57,6 +57,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(public)
     app.include_router(router)
     app.include_router(pages.router)
+    from his.mpi import routes as mpi_routes
+    from his.registration import routes as registration_routes
+
+    app.include_router(registration_routes.router)
+    app.include_router(registration_routes.pages)
+    app.include_router(mpi_routes.router)
+    app.include_router(mpi_routes.pages)
     _install_error_handlers(app)
     return app
 

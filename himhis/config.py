@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = 32 * 1024 * 1024
     default_page_size: int = 50
 
+    # ABDM gateway for checking ABHA numbers at registration; empty: the format is checked alone.
+    abdm_url: str = ""
+    abdm_token: str = ""
+    abdm_timeout: float = 5.0
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"

@@ -3,6 +3,7 @@
 from himhis.models.access import BreakGlass
 from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
 from himhis.models.base import Base
+from himhis.models.registration import UhidSequence
 from himhis.models.resource import (
     DateIndex,
     ImportProgress,
@@ -33,5 +34,6 @@ __all__ = [
     "SearchResult",
     "StringIndex",
     "TokenIndex",
+    "UhidSequence",
     "UriIndex",
 ]

@@ -1,0 +1,1 @@
+"""The master patient index: likely duplicates of a patient, patient search, and merging two records."""
