@@ -4,8 +4,10 @@
 2. ceilings: A, the cheapest public endpoint of the same app with the same clients; B, raw psycopg 3
    on the same documents in a ``resource``-shaped table;
 3. Synthea transaction-bundle ingest, beside a raw one-transaction insert of the same resources;
-4. the API process's peak resident memory; 5. ``bench.bench_extract``'s extraction throughput.
-Then the mixed CRUD once more with two uvicorn workers (``--also-workers 0`` skips it).
+4. the API process's peak resident memory; 5. ``bench.bench_extract``'s extraction throughput;
+6. ``bench.overhead``: the CRUD mix and a search mix with and without authorisation and audit.
+The API runs one uvicorn worker per core, as deployed; the mixed CRUD is then run once more with
+one worker (``--also-workers 0`` skips it).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import CRUD_PER_CORE, INGEST_PER_CORE, RSS_MB, bench_extract, ceilings, crud, ingest, load
+from bench import CRUD_PER_CORE, INGEST_PER_CORE, RSS_MB, bench_extract, ceilings, crud, ingest, load, overhead
 from bench.profile import Profiler, summarise
 from bench.server import (
     DISCOVERY,
@@ -47,10 +49,14 @@ def _args() -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=400, help="requests per client thread (default 400)")
     p.add_argument("--bundles", type=int, default=20, help="Synthea patient bundles to ingest, the first one "
                                                            "as an uncounted warm-up (default 20: all 19)")
-    p.add_argument("--ingest-clients", type=int, default=2, help="bundles posted at a time (default 2)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    p.add_argument("--also-workers", type=int, default=2, help="rerun the CRUD mix with this many workers "
-                                                               "(default 2; 0 skips)")
+    p.add_argument("--ingest-clients", type=int, default=4, help="bundles posted at a time (default 4)")
+    p.add_argument("--workers", type=int, default=CORES, help=f"uvicorn worker processes (default {CORES}, "
+                                                              "one per core, as deployed)")
+    p.add_argument("--also-workers", type=int, default=1, help="rerun the CRUD mix with this many workers "
+                                                               "(default 1; 0 skips)")
+    p.add_argument("--overhead-requests", type=int, default=150,
+                   help="requests per client thread in each run of the authorisation-and-audit cost phase "
+                        "(default 150; 0 skips)")
     p.add_argument("--corpus", type=Path, default=ingest.CORPUS)
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="record py-spy profiles of the server during CRUD and ingest into DIR and summarise them")
@@ -74,6 +80,7 @@ class Results:
     extract: str = ""
     more_workers: load.LoadResult | None = None
     more_workers_rss: float = 0.0
+    overhead: list[overhead.Pair] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
 
 
@@ -117,6 +124,11 @@ def measure(args: argparse.Namespace, server: Server) -> Results:
         res.mixed = _drive(args, server, crud.crud_worker, fx)
     say(f"ceiling A: GET {DISCOVERY}")
     res.bare = _drive(args, server, crud.bare_worker, fx)
+    if args.overhead_requests:
+        say("the cost of authorisation and audit: the same loads with and without them")
+        res.overhead = overhead.measure(server, dataclasses.replace(fx, token=server.token()),
+                                        processes=args.processes, threads=args.threads,
+                                        requests=args.overhead_requests)
     say("ceiling B: raw psycopg 3")
     ceilings.create_raw_table(server.database_url)
     res.raw = {mode: _drive(args, server, ceilings.raw_worker,
@@ -280,6 +292,11 @@ def report(args: argparse.Namespace, res: Results) -> None:
     print(f"4. API peak resident memory, VmHWM of the uvicorn process after all of the above: {res.rss_mb:.0f} MB")
     print("5. Search-value extraction, bench.bench_extract.main() (in this process, 3 rounds):")
     print("\n".join("   " + line for line in res.extract.rstrip().splitlines()))
+    if res.overhead:
+        print("6. Cost of authorisation and audit (token check, policy, facility scope, audit log): the same "
+              "loads on this API and on bench.unguarded (none of them), same database, runs alternated A-B-A-B")
+        for pair in res.overhead:
+            print("\n".join(pair.lines()))
     errors = [*mixed.errors, *bare.errors, *bundles.errors, *(res.more_workers.errors if res.more_workers else [])]
     for msg in errors[:5]:
         print(f"   error: {msg}")
@@ -310,6 +327,10 @@ def report(args: argparse.Namespace, res: Results) -> None:
         ("API peak RSS", f"{res.rss_mb:.0f} MB", "", "", f"< {RSS_MB.value:.0f} MB",
          _verdict(res.rss_mb < RSS_MB.value)),
     ]
+    for pair in res.overhead:
+        share = max(pair.cpu_share, pair.time_share)
+        rows.append((f"authz + audit, {pair.name}", f"{100 * share:.0f} % of request", "without them", "",
+                     f"< {100 * overhead.TARGET:.0f} %", _verdict(share < overhead.TARGET)))
     head = ("figure", "measured", "ceiling (same run)", "API/ceiling", "target", "result")
     widths = [max(len(r[i]) for r in [*rows, head]) for i in range(len(head))]
     for r in (head, tuple("-" * w for w in widths), *rows):
