@@ -42,31 +42,49 @@ def classify(raw: str, *, base_url: str | None = None) -> Ref:
 def iter_references(node: object, path: str = "") -> Iterator[tuple[str, str]]:
     """Yield (FHIRPath-ish location, reference string) of every ``Reference.reference`` in a resource.
 
-    Contained resources are skipped: their references are checked as part of the container.
+    Contained resources are skipped: their references are checked as part of the container. The
+    location is spelled out only for the references found (the walk visits every element).
     """
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                yield f"{path}.reference", value
-            elif key != "contained" and isinstance(value, dict | list):
-                yield from iter_references(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            if isinstance(item, dict | list):
-                yield from iter_references(item, f"{path}[{i}]")
+    stack: list[str | int] = []
+
+    def walk(value: object) -> Iterator[tuple[str, str]]:
+        if type(value) is dict:
+            for key, child in value.items():
+                if key == "reference" and type(child) is str:
+                    yield path + _spell(stack) + ".reference", child
+                elif key != "contained" and type(child) in _CONTAINERS:
+                    stack.append(key)
+                    yield from walk(child)
+                    stack.pop()
+        else:
+            for i, item in enumerate(value):
+                if type(item) in _CONTAINERS:
+                    stack.append(i)
+                    yield from walk(item)
+                    stack.pop()
+
+    if type(node) in _CONTAINERS:
+        yield from walk(node)
+
+
+_CONTAINERS = (dict, list)
+
+
+def _spell(steps: list[str | int]) -> str:
+    return "".join(f"[{s}]" if type(s) is int else f".{s}" for s in steps)
 
 
 def rewrite_references(node: object, fn: Callable[[str], str | None]) -> None:
     """Replace, in place, every ``reference`` for which ``fn`` returns a new value."""
-    if isinstance(node, dict):
+    if type(node) is dict:
         for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
+            if key == "reference" and type(value) is str:
                 new = fn(value)
                 if new is not None:
                     node[key] = new
-            elif isinstance(value, dict | list):
+            elif type(value) in _CONTAINERS:
                 rewrite_references(value, fn)
-    elif isinstance(node, list):
+    elif type(node) is list:
         for item in node:
-            if isinstance(item, dict | list):
+            if type(item) in _CONTAINERS:
                 rewrite_references(item, fn)

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 
+import psycopg
 from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ehr import scope
@@ -131,8 +133,11 @@ def write(session: Session, pendings: Sequence[Pending]) -> None:
     if new:
         rows = [{"res_type": p.res_type, "res_id": p.res_id, "version_id": p.version_id,
                  "last_updated": p.last_updated, "deleted": p.text is None, "content": p.text} for p in new]
-        result = conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows)
-        for p, pk in zip(new, result.scalars().all(), strict=True):
+        if conn.dialect.name == "postgresql" and len(rows) >= COPY_AT:
+            pks = _copy_new_resources(conn, rows)
+        else:
+            pks = conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows).scalars().all()
+        for p, pk in zip(new, pks, strict=True):
             p.pk = pk
     old = [p for p in pendings if p.prev_version is not None]
     if old:
@@ -168,6 +173,27 @@ def write(session: Session, pendings: Sequence[Pending]) -> None:
         bulk_insert(conn, by_name[name], rows)
 
 
+COPY_AT = 8  # rows from which COPY beats a multi-row INSERT on PostgreSQL
+
+
+def _copy_new_resources(conn, rows: list[dict]) -> list[int]:
+    """New current rows by COPY, their keys drawn from the table's sequence first (COPY returns nothing).
+
+    A clash with an existing (type, id) raises IntegrityError, as the INSERT would, so the unit of work
+    is retried (``himhis.db.Database.run``).
+    """
+    pks = conn.exec_driver_sql(
+        f"SELECT nextval(pg_get_serial_sequence('{R.name}', 'pk')) FROM generate_series(1, {len(rows)})"
+    ).scalars().all()
+    for row, pk in zip(rows, pks, strict=True):
+        row["pk"] = pk
+    try:
+        bulk_insert(conn, R, rows)
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityError(f"COPY {R.name}", None, exc) from exc
+    return pks
+
+
 def bulk_insert(conn, table, rows: list[dict]) -> None:
     """Insert many rows: COPY on PostgreSQL (one round trip, no per-row statement work), else executemany.
 
@@ -175,7 +201,7 @@ def bulk_insert(conn, table, rows: list[dict]) -> None:
     """
     if not rows:
         return
-    if conn.dialect.name != "postgresql" or len(rows) < 8:
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_AT:
         conn.execute(insert(table), rows)
         return
     columns = list(rows[0])

@@ -92,3 +92,26 @@ def test_crossing_transactions_never_deadlock_or_half_apply(client, live_server)
         va = int(c.get(f"/fhir/Patient/{a['id']}").json()["meta"]["versionId"])
         vb = int(c.get(f"/fhir/Patient/{b['id']}").json()["meta"]["versionId"])
     assert va == vb == 17  # every transaction applied both of its writes
+
+
+def test_parallel_transactions_creating_the_same_resources_by_id_neither_fail_nor_duplicate(client, live_server):
+    """Update-as-create of the same ten ids at once: one transaction creates them, the others then
+    update them (a clash on a new row is retried, whether the rows went in by INSERT or by COPY)."""
+    token = get_token(client, "doctor.igmc")
+    ids = [f"same-{n}" for n in range(10)]
+
+    def go(i):
+        tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {**_patient(f"IGMC-2026-{900 + n:06d}", family=f"Writer{i}"), "id": rid},
+             "request": {"method": "PUT", "url": f"Patient/{rid}"}} for n, rid in enumerate(ids)]}
+        with _client(live_server, token) as c:
+            return c.post("/fhir", json=tx)
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(go, range(6)))
+    assert [r.status_code for r in results] == [200] * 6, [r.text[:300] for r in results if r.status_code != 200]
+    statuses = sorted(e["response"]["status"] for r in results for e in r.json()["entry"])
+    assert statuses.count("201 Created") == 10 and statuses.count("200 OK") == 50
+    with _client(live_server, token) as c:
+        versions = [c.get(f"/fhir/Patient/{rid}").json()["meta"]["versionId"] for rid in ids]
+    assert versions == ["6"] * 10
