@@ -19,7 +19,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/himhis db upgrade
 	$(BIN)/himhis seed-demo --if-empty
-	$(BIN)/himhis serve
+	$(BIN)/himhis mllp & mllp=$$!; trap 'kill $$mllp 2>/dev/null' EXIT INT TERM; $(BIN)/himhis serve
 
 lint: install
 	$(BIN)/ruff check .

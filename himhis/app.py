@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(registration_routes.pages)
     app.include_router(mpi_routes.router)
     app.include_router(mpi_routes.pages)
+    from integrations.hl7 import routes as hl7_routes
+
+    app.include_router(hl7_routes.router)
     _install_error_handlers(app)
     return app
 

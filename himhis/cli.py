@@ -132,6 +132,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
                 log_level="info")
 
 
+@app.command()
+def mllp(host: str = typer.Option(None, help="Address to listen on (default HIMHIS_MLLP_HOST, 127.0.0.1)"),
+         port: int = typer.Option(None, help="Port to listen on (default HIMHIS_MLLP_PORT, 2575)")) -> None:
+    """Receive HL7 v2 lab results over MLLP: store, acknowledge, and process them."""
+    from integrations.hl7.mllp import serve
+
+    settings = get_settings()
+    where = f"{host or settings.mllp_host}:{settings.mllp_port if port is None else port}"
+    mode = "in-process" if settings.tasks_in_process else f"Celery workers on {settings.broker_url.split('@')[-1]}"
+    console.print(f"HimHIS MLLP listener on [bold]{where}[/bold]; processing {mode}")
+    serve(settings, host=host, port=port)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=console)

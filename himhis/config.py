@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     abdm_token: str = ""
     abdm_timeout: float = 5.0
 
+    # HL7 v2 over MLLP from laboratory systems (integrations/hl7); 2575 is HL7's registered port.
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_max_message_bytes: int = 4 * 1024 * 1024  # a larger frame is refused with AR
+    mllp_frame_timeout: float = 30.0  # seconds a started frame may take to complete
+    mllp_idle_timeout: float = 600.0  # seconds a connection may stay silent
+    hl7_requeue_after: float = 60.0  # seconds after which a stored, unprocessed message is queued again
+    hl7_queue: str = "hl7"  # the Celery queue HL7 processing tasks go to
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"

@@ -42,7 +42,8 @@ def allow(interaction: str, res_type: str):
         try:
             policy().check(principal, interaction, res_type)
         except ForbiddenError as exc:
-            code = {"search": "search-type"}.get(interaction, interaction)
+            code = "operation" if interaction.startswith("operation:") else \
+                {"search": "search-type"}.get(interaction, interaction)
             entry = requests.entry(request, principal, code, resource_type=res_type,
                                    resource_id=request.path_params.get("patient_id"),
                                    query=f"{request.method} {request.url.path}")

@@ -3,6 +3,7 @@
 from himhis.models.access import BreakGlass
 from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
 from himhis.models.base import Base
+from himhis.models.interfaces import Hl7Message
 from himhis.models.registration import UhidSequence
 from himhis.models.resource import (
     DateIndex,
@@ -25,6 +26,7 @@ __all__ = [
     "Base",
     "BreakGlass",
     "DateIndex",
+    "Hl7Message",
     "ImportProgress",
     "NumberIndex",
     "QuantityIndex",
