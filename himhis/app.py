@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     from integrations.hl7 import routes as hl7_routes
 
     app.include_router(hl7_routes.router)
+    from himhis.i18n import LocaleMiddleware
+
+    app.add_middleware(LocaleMiddleware)
     _install_error_handlers(app)
     return app
 

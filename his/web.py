@@ -20,6 +20,7 @@ from audit import requests
 from audit.service import AuditEntry, audit_read
 from ehr.http import base_url
 from ehr.scope import Scope
+from himhis import i18n
 from himhis.errors import ForbiddenError
 from identity.access import scope_for
 from identity.dependencies import get_principal
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 _env = Environment(loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
                                         FileSystemLoader(HERE.parent / "himhis" / "templates")]),
                    autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+i18n.install(_env)
 templates = Jinja2Templates(env=_env)
 
 
