@@ -223,24 +223,25 @@ def index_row(v: object) -> tuple[str, dict]:
     """Map an extracted search value to its index table and row."""
     match v:
         case TokenValue():
-            return "idx_token", {"param": v.param, "system": _clip(v.system, 512), "code": _clip(v.code, 512),
-                                 "text": normalize_string(v.text) if v.text else None}
+            return "idx_token", {"param": v.param, "grp": v.group, "system": _clip(v.system, 512),
+                                 "code": _clip(v.code, 512), "text": normalize_string(v.text) if v.text else None}
         case StringValue():
-            return "idx_string", {"param": v.param, "normalized": _clip(v.normalized, 512), "exact": v.exact}
+            return "idx_string", {"param": v.param, "grp": v.group, "normalized": _clip(v.normalized, 512),
+                                  "exact": v.exact}
         case ReferenceValue():
-            return "idx_reference", {"param": v.param, "target_type": v.target_type, "target_id": v.target_id,
-                                     "url": _clip(v.url, 1024)}
+            return "idx_reference", {"param": v.param, "grp": v.group, "target_type": v.target_type,
+                                     "target_id": v.target_id, "url": _clip(v.url, 1024)}
         case DateValue():
-            return "idx_date", {"param": v.param, "low": v.low, "high": v.high}
+            return "idx_date", {"param": v.param, "grp": v.group, "low": v.low, "high": v.high}
         case QuantityValue():
-            return "idx_quantity", {"param": v.param, "value": _num(v.value), "system": _clip(v.system, 512),
-                                    "code": _clip(v.code, 128), "unit": _clip(v.unit, 128),
-                                    "canonical_value": _num(v.canonical_value),
+            return "idx_quantity", {"param": v.param, "grp": v.group, "value": _num(v.value),
+                                    "system": _clip(v.system, 512), "code": _clip(v.code, 128),
+                                    "unit": _clip(v.unit, 128), "canonical_value": _num(v.canonical_value),
                                     "canonical_code": _clip(v.canonical_code, 128)}
         case NumberValue():
-            return "idx_number", {"param": v.param, "value": _num(v.value)}
+            return "idx_number", {"param": v.param, "grp": v.group, "value": _num(v.value)}
         case UriValue():
-            return "idx_uri", {"param": v.param, "uri": _clip(v.uri, 1024)}
+            return "idx_uri", {"param": v.param, "grp": v.group, "uri": _clip(v.uri, 1024)}
     raise TypeError(f"unknown index value {v!r}")
 
 

@@ -2,23 +2,30 @@
 
 Modelled on the HAPI FHIR JPA index tables; the dataclasses below mirror the store's tables. Which
 values a parameter indexes is set by its type (https://hl7.org/fhir/R4/search.html#ptypes).
-Composite and special parameters, and _id/_lastUpdated (columns of the resource table), are not
-extracted. A reference to a contained resource (`#id`) is not indexed; a logical reference
-(Reference.identifier) is indexed as a token under `<code>:identifier`.
+Special parameters and _id/_lastUpdated (columns of the resource table) are not extracted. A composite
+parameter whose components come from a repeating element (``component-code-value-quantity`` over
+``Observation.component``) is extracted element by element: each component's values are stored under
+the composite's code with the element's ordinal as ``group``, so a search matches both halves within
+one element (https://hl7.org/fhir/R4/search.html#composite). Composites over the resource itself
+(``code-value-quantity``) need no grouping and are matched from their component parameters. A reference
+to a contained resource (`#id`) is not indexed; a logical reference (Reference.identifier) is indexed as a
+token under `<code>:identifier`.
 """
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from ehr.search.normalize import DATE_MAX, DATE_MIN, normalize_string, parse_fhir_date, parse_reference
-from ehr.search.plan import Evaluator, is_a, plan_for
-from ehr.search.registry import NOT_EXTRACTED, params_for, resource_types
+from ehr.search.plan import Evaluator, Unsupported, compile_relative, is_a, plan_for
+from ehr.search.registry import NOT_EXTRACTED, get_param, params_for, resource_types, split_union
 from ehr.search.ucum import canonical
 
 ISO_4217 = "urn:iso:std:iso:4217"
@@ -29,6 +36,7 @@ class StringValue:
     param: str
     normalized: str
     exact: str
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class TokenValue:
     system: str | None
     code: str | None
     text: str | None
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +53,14 @@ class DateValue:
     param: str
     low: datetime  # naive UTC, inclusive
     high: datetime  # naive UTC, inclusive
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
 class NumberValue:
     param: str
     value: Decimal
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +72,14 @@ class QuantityValue:
     unit: str | None
     canonical_value: Decimal | None
     canonical_code: str | None
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
 class UriValue:
     param: str
     uri: str
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,7 @@ class ReferenceValue:
     target_type: str | None
     target_id: str | None
     url: str
+    group: int | None = None  # composite component: element ordinal * GROUP_STRIDE + component position
 
 
 IndexValue = StringValue | TokenValue | DateValue | NumberValue | QuantityValue | UriValue | ReferenceValue
@@ -303,4 +317,82 @@ def extract(resource: dict[str, Any]) -> list[IndexValue]:
                 values.extend(convert(code, value, ftype))
         except ValueError as exc:
             raise ValueError(f"{resource_type}.{code}: {exc}") from exc
+    for code, base, components in _composite_plans(resource_type):
+        group = 0
+        for element, tag in base(resource):
+            found = _component_values(code, element, tag, components, group)
+            if found:
+                values.extend(found)
+                group += 1
     return list(dict.fromkeys(values))
+
+
+_OF_TYPE_END = re.compile(r"\.ofType\(\w+\)$")
+GROUP_STRIDE = 8  # group = element ordinal * 8 + component position, so two token components stay apart
+Component = tuple[str, str, Converter]  # (component parameter type, expression, converter)
+
+
+@cache
+def _composite_plans(resource_type: str) -> tuple[tuple[str, Evaluator, tuple[Component, ...]], ...]:
+    """(code, base plan, components) of the composites of a type that are extracted element by element."""
+    out = []
+    for code, param in params_for(resource_type).items():
+        if param.type != "composite" or not param.components or not param.expression:
+            continue
+        if all(part.strip() == resource_type for part in split_union(param.expression)):
+            continue  # over the resource itself: matched from the component parameters
+        components = []
+        for sub_code, expression in param.components:
+            sub = get_param(resource_type, sub_code)
+            if sub is None or sub.type not in _CONVERTERS or not _selects_the_same(sub.expression, expression):
+                break
+            components.append((sub.type, expression, _CONVERTERS[sub.type]))
+        else:
+            if (plan := plan_for(resource_type, code)) is not None:
+                out.append((code, plan, tuple(components)))
+    return tuple(out)
+
+
+def _selects_the_same(sub_expression: str, component_expression: str) -> bool:
+    """Whether a component's expression selects what its parameter does (``code`` under ``X.component``
+    for ``X.component.code``). R4's DocumentReference-relationship pairs each component with the
+    other's expression; such a composite is matched from its component parameters instead."""
+    whole = [part.strip() for part in split_union(sub_expression)]
+    whole += [_OF_TYPE_END.sub("", w) for w in whole]  # `value` for `X.value.ofType(boolean)`
+    return all(any(w.endswith(f".{part.strip()}") for w in whole) for part in split_union(component_expression))
+
+
+def grouped_composites(resource_type: str) -> frozenset[str]:
+    """Codes of the composites of a type whose components are indexed per element (see module doc)."""
+    return frozenset(code for code, _, _ in _composite_plans(resource_type))
+
+
+@cache
+def _relative(tag: str, expression: str) -> tuple[Evaluator, ...] | None:
+    try:
+        return tuple(compile_relative(tag, part.strip()) for part in split_union(expression))
+    except Unsupported:
+        return None
+
+
+def _component_values(code: str, element: Any, tag: str | None, components: tuple[Component, ...],
+                      group: int) -> list[IndexValue]:
+    """The values of every component on one element, or none if a component has no value there."""
+    if tag is None or type(element) is not dict:
+        return []
+    out: list[IndexValue] = []
+    for position, (param_type, expression, convert) in enumerate(components):
+        plans = _relative(tag, expression)
+        if plans is None:
+            return []
+        found = []
+        for plan in plans:
+            for value, ftype in plan(element):
+                if ftype is None and (ftype := _infer(value, param_type)) is None:
+                    continue
+                found.extend(replace(v, group=group * GROUP_STRIDE + position)
+                             for v in convert(code, value, ftype))
+        if not found:
+            return []
+        out.extend(found)
+    return out

@@ -137,7 +137,25 @@ def compile_fast(part: str) -> FastPath:
     root = _ROOT.match(part)
     if root is None:
         raise Unsupported(f"expression {part!r} does not start with a type")
-    tags, steps, pos = [root[0]], list[tuple[int, Any, str | None]](), root.end()
+    return _compile(root[0], part, root.end())
+
+
+def compile_relative(tag: str, part: str) -> FastPath:
+    """Compile one union part evaluated on an element of type or element path ``tag`` (``code`` or
+    ``value.ofType(Quantity)`` on an ``Observation.component``), as a composite's components are
+    (https://hl7.org/fhir/R4/searchparameter-definitions.html#SearchParameter.component.expression)."""
+    if not part or not (part[0].islower() or part[0] == "("):
+        raise Unsupported(f"component expression {part!r} is not a path from the element")
+    return _compile(tag, f".{part}", 0)
+
+
+# FHIRPath's System types as the FHIR primitive types an element has (ofType(DateTime) selects a dateTime).
+_SYSTEM_TYPES = {"DateTime": "dateTime", "String": "string", "Boolean": "boolean", "Integer": "integer",
+                 "Decimal": "decimal", "Date": "date", "Time": "time"}
+
+
+def _compile(root: str, part: str, pos: int) -> FastPath:
+    tags, steps = [root], list[tuple[int, Any, str | None]]()
     while pos < len(part):
         if (m := _STEP.match(part, pos)) is None:
             raise Unsupported(f"cannot compile {part[pos:]!r} in {part!r}")
@@ -147,7 +165,8 @@ def compile_fast(part: str) -> FastPath:
             steps.append((_CHILD, table, None))
             tags = list(dict.fromkeys(t for keys in table.values() for _, t in keys))
         elif m["of"]:
-            tags = [t for t in tags if is_a(t, m["of"])]
+            of = _SYSTEM_TYPES.get(m["of"], m["of"])
+            tags = [t for t in tags if is_a(t, of)]
             if steps and steps[-1][0] == _CHILD:  # fold the filter into the lookup before it
                 table = {tag: tuple(k for k in keys if k[1] in tags) for tag, keys in steps[-1][1].items()}
                 steps[-1] = (_CHILD, table, None)
@@ -158,8 +177,8 @@ def compile_fast(part: str) -> FastPath:
         else:
             steps.append((_WHERE_EQ, m["field"], m["literal"]))
     if steps and steps[0][0] == _CHILD:
-        return FastPath(root[0], steps[0][1][root[0]], tuple(steps[1:]))
-    return FastPath(root[0], None, tuple(steps))
+        return FastPath(root, steps[0][1][root], tuple(steps[1:]))
+    return FastPath(root, None, tuple(steps))
 
 
 @dataclass(frozen=True, slots=True)

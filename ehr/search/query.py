@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, sele
 from sqlalchemy.sql import Alias, TableClause
 
 from ehr.search import registry
+from ehr.search.extract import GROUP_STRIDE, grouped_composites
 from ehr.search.normalize import normalize_string, parse_fhir_date
 from ehr.search.ucum import canonical
 from himhis.errors import InvalidError
@@ -157,10 +158,11 @@ def clause(res_type: str, c: Criterion, res: TableClause | Alias = R) -> ColumnE
         return res.c.pk.in_(_chain(res_type, param, c))
     if c.modifier == "missing":
         flag = c.values[0].lower()
-        if flag not in ("true", "false") or param.type not in _TABLE:
+        if flag not in ("true", "false") or (param.type not in _TABLE and param.type != "composite"):
             raise InvalidError(f"'{c.label}' takes true or false", expression=[c.label])
-        table = _TABLE[param.type]
-        present = select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == c.name)
+        present = _present(res_type, param) if param.type == "composite" else select(
+            _TABLE[param.type].c.resource_pk).where(_TABLE[param.type].c.res_type == res_type,
+                                                    _TABLE[param.type].c.param == c.name)
         return res.c.pk.not_in(present) if flag == "true" else res.c.pk.in_(present)
     if c.modifier and param.type in ("date", "number", "quantity", "composite") and c.modifier != "missing":
         raise _unsupported(c, param.type)
@@ -172,6 +174,23 @@ def clause(res_type: str, c: Criterion, res: TableClause | Alias = R) -> ColumnE
     if c.modifier == "not":
         return res.c.pk.not_in(pks)
     return res.c.pk.in_(pks)
+
+
+def _present(res_type: str, param) -> Select:
+    """Resources with a value for a composite: a grouped element (stored only when every component has a
+    value), or else a value for each component parameter."""
+    if param.code in grouped_composites(res_type):
+        sub = registry.get_param(res_type, param.components[0][0])
+        table = _TABLE[sub.type]
+        return select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == param.code)
+    selects = []
+    for code, _expression in param.components:
+        sub = registry.get_param(res_type, code)
+        if sub is None or sub.type not in _TABLE:
+            return select(R.c.pk).where(false())
+        table = _TABLE[sub.type]
+        selects.append(select(table.c.resource_pk).where(table.c.res_type == res_type, table.c.param == code))
+    return _same_resource(selects)
 
 
 def _pks(table, res_type: str, param: str, where: ColumnElement[bool]) -> Select:
@@ -402,17 +421,16 @@ def _quantity(res_type: str, c: Criterion) -> Select:
 
 
 def _composite(res_type: str, c: Criterion) -> Select:
-    """``code-value-quantity=loinc|8480-6$gt140`` (https://hl7.org/fhir/R4/search.html#composite).
+    """``component-code-value-quantity=loinc|8480-6$gt140`` (https://hl7.org/fhir/R4/search.html#composite).
 
-    Components are matched on the same resource; the index keeps no grouping within repeating
-    elements, so for ``component``-based composites two components may each satisfy one half.
+    Over a repeating element (``Observation.component``) both halves must come from the same element:
+    the index keeps each component's values under the composite's code with its element's group
+    (``ehr.search.extract``). A composite over the resource itself is matched from its component
+    parameters on the same resource.
     """
     param = registry.get_param(res_type, c.name)
-    parts = []
-    for url, _expr in param.components:
-        code = url.rsplit("-", 1)[-1] if "/" in url else url
-        sub = next((p for p in registry.params_for(res_type).values() if p.url == url), None)
-        parts.append(sub.code if sub else code)
+    parts = [code for code, _expression in param.components]
+    grouped = c.name in grouped_composites(res_type)
     alts = []
     for v in c.values:
         pieces = v.split("$")
@@ -424,12 +442,33 @@ def _composite(res_type: str, c: Criterion) -> Select:
             if sub is None or sub.type not in _BUILDERS or sub.type == "composite":
                 raise InvalidError(f"Composite '{c.name}' uses an unsupported component '{code}'",
                                    code="not-supported", expression=[c.label])
-            subs.append(_BUILDERS[sub.type](res_type, Criterion(code, None, (piece,))))
-        pk = subs[0].selected_columns[0]
-        alts.append(subs[0].where(*[pk.in_(s) for s in subs[1:]]))
+            # Grouped: the component's rows are stored under the composite's own code.
+            subs.append(_BUILDERS[sub.type](res_type, Criterion(c.name if grouped else code, None, (piece,))))
+        alts.append(_same_element(subs) if grouped else _same_resource(subs))
     if len(alts) == 1:
         return alts[0]
     return select(alts[0].subquery().c[0]).union(*alts[1:])
+
+
+def _same_resource(subs: list[Select]) -> Select:
+    pk = subs[0].selected_columns[0]
+    return subs[0].where(*[pk.in_(s) for s in subs[1:]])
+
+
+def _same_element(subs: list[Select]) -> Select:
+    """Resources where component ``i`` matched in row ``group * GROUP_STRIDE + i`` of one element."""
+    rows = []
+    for position, sub in enumerate(subs):
+        t = sub.selected_columns[0].table
+        element = (t.c.grp - position).label("element")
+        cond = [t.c.grp.is_not(None)] + ([t.c.grp % GROUP_STRIDE == 0] if position == 0 else [])
+        rows.append(sub.with_only_columns(t.c.resource_pk, element).where(*cond).subquery())
+    first = rows[0]
+    stmt = select(first.c.resource_pk)
+    for other in rows[1:]:
+        stmt = stmt.join(other, and_(other.c.resource_pk == first.c.resource_pk,
+                                     other.c.element == first.c.element))
+    return stmt
 
 
 _BUILDERS: dict[str, Callable[[str, Criterion], Select]] = {

@@ -74,6 +74,9 @@ class _IndexRow(Base):
     resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk", ondelete="CASCADE"), index=True)
     res_type: Mapped[str] = mapped_column(String(64))
     param: Mapped[str] = mapped_column(String(100))
+    # A composite parameter's component (param is the composite's code): the element it came from times
+    # 8 plus the component's position, so both halves of a match come from one element.
+    grp: Mapped[int | None] = mapped_column(Integer)
 
 
 class StringIndex(_IndexRow):

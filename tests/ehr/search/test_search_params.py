@@ -19,6 +19,7 @@ import pytest
 UHID = "https://himhis.hp.gov.in/fhir/sid/uhid"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
 TAGS = "https://himhis.hp.gov.in/fhir/CodeSystem/tag"
 HP_PATIENT = "https://himhis.hp.gov.in/fhir/StructureDefinition/hp-patient"
 
@@ -534,15 +535,66 @@ def test_composite_code_value_quantity_and_component_code_value_quantity(fhir):
     ])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ehr/search/query.py:_composite ANDs the component parameters over the whole resource (the index keeps "
-    "no grouping of repeating elements, as its docstring says), so systolic 120 / diastolic 150 matches "
-    "component-code-value-quantity=8480-6$gt140; R4 composites match within one component"))
 def test_composite_halves_come_from_the_same_component(fhir):
     s = f"Patient/{patient(fhir)}"
     blood_pressure(fhir, s, 120, 150)
     assert found(fhir, "/fhir/Observation",
                  ("component-code-value-quantity", f"{LOINC}|8480-6$gt140|{UCUM}|mm[Hg]")) == set()
+
+
+def test_combo_halves_come_from_the_observation_or_one_component(fhir):
+    """``combo-code-value-quantity`` spans Observation and Observation.component, each on its own."""
+    s = f"Patient/{patient(fhir)}"
+    obs = observation(fhir, subject=s, code=(LOINC, "2339-0"), valueQuantity=quantity(150, "mg/dL"),
+                      component=[{"code": {"coding": [{"system": LOINC, "code": "2345-7"}]},
+                                  "valueQuantity": quantity(90, "mg/dL")}])
+    mg = f"{UCUM}|mg/dL"
+    check(fhir, "/fhir/Observation", [
+        ([("combo-code-value-quantity", f"{LOINC}|2339-0$gt140|{mg}")], {obs}),
+        ([("combo-code-value-quantity", f"{LOINC}|2345-7$lt100|{mg}")], {obs}),
+        ([("combo-code-value-quantity", f"{LOINC}|2345-7$gt140|{mg}")], set()),
+        ([("combo-code-value-quantity", f"{LOINC}|2339-0$lt100|{mg}")], set()),
+        ([("combo-code-value-quantity", f"{LOINC}|2345-7$gt140|{mg},{LOINC}|2339-0$150|{mg}")], {obs}),
+        ([("combo-code-value-quantity:missing", "false")], {obs}),
+    ])
+
+
+def test_component_code_value_concept_within_one_component(fhir):
+    s = f"Patient/{patient(fhir)}"
+
+    def component(code: str, value: str) -> dict:
+        return {"code": {"coding": [{"system": LOINC, "code": code}]},
+                "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": value}]}}
+
+    obs = observation(fhir, subject=s, code=(LOINC, "24356-8"),
+                      component=[component("5802-4", "260385009"), component("5799-2", "10828004")])
+    check(fhir, "/fhir/Observation", [
+        ([("component-code-value-concept", f"{LOINC}|5802-4${SNOMED}|260385009")], {obs}),
+        ([("component-code-value-concept", f"{LOINC}|5799-2${SNOMED}|10828004")], {obs}),
+        ([("component-code-value-concept", f"{LOINC}|5802-4${SNOMED}|10828004")], set()),
+        ([("component-code-value-concept", "5799-2$260385009")], set()),
+    ])
+
+
+def test_composite_of_two_tokens_keeps_its_halves_apart(fhir):
+    """Group.characteristic code and value are both tokens, in one index table: a value never stands
+    in for a code, nor one characteristic's code for another's."""
+    group = make(fhir, {"resourceType": "Group", "type": "person", "actual": True, "characteristic": [
+        {"code": {"coding": [{"system": "urn:x", "code": "smoker"}]}, "valueBoolean": True, "exclude": False},
+        {"code": {"coding": [{"system": "urn:x", "code": "district"}]},
+         "valueCodeableConcept": {"coding": [{"system": "urn:x", "code": "shimla"}]}, "exclude": False}]})
+    check(fhir, "/fhir/Group", [
+        ([("characteristic-value", "urn:x|smoker$true")], {group}),
+        ([("characteristic-value", "urn:x|district$urn:x|shimla")], {group}),
+        ([("characteristic-value", "urn:x|smoker$urn:x|shimla")], set()),
+        ([("characteristic-value", "urn:x|shimla$urn:x|district")], set()),
+        ([("characteristic-value", "true$urn:x|smoker")], set()),
+    ])
+
+
+def test_a_composite_value_with_the_wrong_number_of_parts_is_refused(fhir):
+    r = fhir.get("/fhir/Observation", params={"component-code-value-quantity": f"{LOINC}|8480-6"})
+    assert r.status_code == 400 and "component-code-value-quantity" in r.text
 
 
 # --- chaining, _has, _include, _revinclude --------------------------------------------------------
