@@ -15,7 +15,6 @@ token under `<code>:identifier`.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
