@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     from integrations.hl7 import routes as hl7_routes
 
     app.include_router(hl7_routes.router)
+    from integrations.hl7.pages import pages as hl7_pages
+
+    app.include_router(hl7_pages)
     from himhis.i18n import LocaleMiddleware
 
     app.add_middleware(LocaleMiddleware)

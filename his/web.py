@@ -32,6 +32,7 @@ _env = Environment(loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
                                         FileSystemLoader(HERE.parent / "himhis" / "templates")]),
                    autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
 i18n.install(_env)
+_env.globals["can"] = lambda principal, interaction, res_type: policy().allows(principal, interaction, res_type)
 templates = Jinja2Templates(env=_env)
 
 
