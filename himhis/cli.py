@@ -18,6 +18,8 @@ app.add_typer(db_app, name="db")
 search_app = typer.Typer(help="FHIR search indexes.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
 app.add_typer(audit_app, name="audit")
+himparivar_app = typer.Typer(help="HimParivar, the state family register.", no_args_is_help=True)
+app.add_typer(himparivar_app, name="himparivar")
 console = Console()
 
 
@@ -85,6 +87,48 @@ def import_(files: list[Path] = typer.Argument(..., help="FHIR Bundle (.json) or
         raise typer.Exit(1)
 
 
+@himparivar_app.command("import")
+def himparivar_import(file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                 help="Register extract: .csv, or .jsonl (JSON lines)"),
+                      batch: int = typer.Option(5000, min=1, help="Lines per committed batch")) -> None:
+    """Load a register extract into the local register; an interrupted import resumes where it stopped."""
+    from himhis.errors import HimHISError
+    from integrations.himparivar.importer import import_extract
+
+    db = _database()
+    try:
+        with _bytes_progress() as progress:
+            task = progress.add_task(f"Importing {file.name}", total=file.stat().st_size)
+            report = import_extract(db, file, batch=batch, progress=lambda k: progress.advance(task, k))
+    except HimHISError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    if report.already_imported:
+        console.print(f"{file.name} was imported already (import {report.import_id}): "
+                      f"{report.accepted} members, {report.refused} lines refused.")
+    else:
+        resumed = f", resumed after line {report.resumed_at_line}" if report.resumed_at_line else ""
+        console.print(f"Import {report.import_id}{resumed}: {report.accepted} members loaded, "
+                      f"{report.refused} of {report.lines} lines refused.")
+    for line, reason in report.refusals:
+        console.print(f"  line {line}: {reason}")
+    if report.refused > len(report.refusals):
+        console.print(f"  … and {report.refused - len(report.refusals)} more (table himparivar_refusal, "
+                      f"import_id {report.import_id})")
+
+
+@himparivar_app.command("generate")
+def himparivar_generate(out: Path = typer.Argument(..., dir_okay=False, help="Extract to write: .csv or .jsonl"),
+                        members: int = typer.Option(10_000, min=1, help="How many members"),
+                        seed: int = typer.Option(7, help="Random seed (the same seed writes the same register)")
+                        ) -> None:
+    """Write a synthetic register extract of fictional families (for tests, demos and benchmarks)."""
+    from integrations.himparivar.synthetic import write
+
+    n = write(out, members, seed=seed)
+    console.print(f"Wrote {n} synthetic members to {out}.")
+
+
 @search_app.command("reindex")
 def search_reindex(types: list[str] = typer.Argument(..., help="Resource types to reindex, e.g. Observation")) -> None:
     """Rebuild the search index of resource types (after a search parameter definition changed).
@@ -143,6 +187,13 @@ def mllp(host: str = typer.Option(None, help="Address to listen on (default HIMH
     mode = "in-process" if settings.tasks_in_process else f"Celery workers on {settings.broker_url.split('@')[-1]}"
     console.print(f"HimHIS MLLP listener on [bold]{where}[/bold]; processing {mode}")
     serve(settings, host=host, port=port)
+
+
+def _bytes_progress() -> Progress:
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=console)
 
 
 def _progress() -> Progress:

@@ -3,6 +3,7 @@
 from himhis.models.access import BreakGlass
 from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
 from himhis.models.base import Base
+from himhis.models.himparivar import RegisterImport, RegisterMember, RegisterRefusal
 from himhis.models.interfaces import Hl7Message
 from himhis.models.registration import UhidSequence
 from himhis.models.resource import (
@@ -31,6 +32,9 @@ __all__ = [
     "NumberIndex",
     "QuantityIndex",
     "ReferenceIndex",
+    "RegisterImport",
+    "RegisterMember",
+    "RegisterRefusal",
     "Resource",
     "ResourceVersion",
     "SearchResult",

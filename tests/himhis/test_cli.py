@@ -404,3 +404,24 @@ def test_serve_with_workers_answers_over_http(db: Database, tmp_path: Path) -> N
         log.close()
     output = (tmp_path / "serve.log").read_text()
     assert f"http://127.0.0.1:{port}" in output and "doctor.igmc" in output
+
+
+# -- himparivar ------------------------------------------------------------------------------------
+
+
+def test_himparivar_generate_and_import(himhis: Invoke, db: Database, tmp_path: Path) -> None:
+    extract = tmp_path / "register.csv"
+    result = himhis("himparivar", "generate", extract, "--members", "700", "--seed", "4")
+    assert result.exit_code == 0 and "Wrote 700 synthetic members" in result.output
+    with extract.open("a", encoding="utf-8") as f:
+        f.write("HP-SML-00000001,HPF-SML-0000001,self,Test Person,,Q,1990-01-01,,,,,,Shimla,,,,,,active,\n")
+    result = himhis("himparivar", "import", extract, "--batch", "200")
+    assert result.exit_code == 0, result.output
+    assert "700 members loaded, 1 of 701 lines refused" in result.output
+    assert "line 702: gender 'Q' is not M, F or O" in result.output
+    again = himhis("himparivar", "import", extract)
+    assert again.exit_code == 0 and "was imported already" in again.output
+    missing = tmp_path / "nocolumns.csv"
+    missing.write_text("member_id,name\nHP-SML-00000002,X Y\n", encoding="utf-8")
+    result = himhis("himparivar", "import", missing)
+    assert result.exit_code == 1 and "no column family_id, relation, gender, district" in result.output
