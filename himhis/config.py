@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     abdm_token: str = ""
     abdm_timeout: float = 5.0
 
+    # HimParivar family register API (integrations/himparivar/data/openapi.json); empty: not asked.
+    himparivar_url: str = ""
+    himparivar_token: str = ""
+    himparivar_timeout: float = 5.0
+
     # HL7 v2 over MLLP from laboratory systems (integrations/hl7); 2575 is HL7's registered port.
     mllp_host: str = "127.0.0.1"
     mllp_port: int = 2575

@@ -22,6 +22,7 @@ from his.registration.abdm import client_from
 from his.registration.schemas import FIELDS, RegistrationIn
 from his.registration.validators import AADHAAR_MESSAGE
 from identity.principal import Principal
+from integrations.himparivar.lookup import lookup_from
 
 router = APIRouter(tags=["registration"])
 pages = APIRouter(include_in_schema=False)
@@ -39,9 +40,11 @@ def _form_in(data: dict, *, strict: bool = False) -> RegistrationIn:
         raise service.FieldErrors(fields) from exc
 
 
-async def _check(request: Request, form: RegistrationIn, *, verify_abha: bool) -> service.Registration:
-    abdm = client_from(request.app.state.settings) if verify_abha else None
-    return await run_in_threadpool(service.check, form, today=service.today_in_india(), abdm=abdm)
+async def _check(request: Request, form: RegistrationIn, *, verify: bool) -> service.Registration:
+    abdm = client_from(request.app.state.settings) if verify else None
+    register = lookup_from(request.app.state.settings, request.app.state.db) if verify else None
+    return await run_in_threadpool(service.check, form, today=service.today_in_india(), abdm=abdm,
+                                   register=register)
 
 
 async def _duplicates(request: Request, principal: Principal, reg: service.Registration) -> list[mpi.Candidate]:
@@ -79,7 +82,7 @@ async def register_json(request: Request,
         raise InvalidError("Send the registration as a JSON object")
     try:
         form = _form_in(body, strict=True)
-        reg = await _check(request, form, verify_abha=True)
+        reg = await _check(request, form, verify=True)
     except service.FieldErrors as exc:
         return JSONResponse({"error": "invalid", "error_description": exc.message, "fields": exc.errors},
                             status_code=400)
@@ -112,7 +115,7 @@ async def duplicates_json(request: Request,
     else:
         data = dict(request.query_params)
     try:
-        reg = await _check(request, _form_in(data, strict=True), verify_abha=False)
+        reg = await _check(request, _form_in(data, strict=True), verify=False)
     except service.FieldErrors as exc:
         return JSONResponse({"error": "invalid", "error_description": exc.message, "fields": exc.errors},
                             status_code=400)
@@ -145,7 +148,7 @@ async def registration_submit(request: Request,
     values = {k: data.get(k, "") for k in FIELDS}
     try:
         form = _form_in(data)
-        reg = await _check(request, form, verify_abha=True)
+        reg = await _check(request, form, verify=True)
     except service.FieldErrors as exc:
         # An Aadhaar number is not even sent back to the browser.
         values |= {k: "" for k, message in exc.errors.items() if message == AADHAAR_MESSAGE}

@@ -34,6 +34,8 @@ from his.registration import repository as repo
 from his.registration import validators as v
 from his.registration.abdm import AbdmClient, GatewayUnavailable
 from his.registration.schemas import RegistrationIn
+from integrations.himparivar.client import RegisterUnavailable
+from integrations.himparivar.lookup import RegisterLookup
 
 IST = timezone(timedelta(hours=5, minutes=30))  # Indian Standard Time has no daylight saving
 EXT_BIRTH_DATE_ESTIMATED = f"{systems.BASE}/StructureDefinition/birth-date-estimated"
@@ -91,9 +93,11 @@ class Registration:
         return [(s, val) for s, val in pairs if val]
 
 
-def check(form: RegistrationIn, *, today: date, abdm: AbdmClient | None = None) -> Registration:
+def check(form: RegistrationIn, *, today: date, abdm: AbdmClient | None = None,
+          register: RegisterLookup | None = None) -> Registration:
     """Every field checked, every mistake reported at once (``FieldErrors``); an Aadhaar number typed
-    into any field is refused. With an ABDM gateway configured, the ABHA number must be known to it."""
+    into any field is refused. With an ABDM gateway configured, the ABHA number must be known to it;
+    with the HimParivar register available, the member ID must be in it and name this person."""
     raw = form.values()
     errors: dict[str, str] = {}
     out: dict[str, str] = {}
@@ -137,11 +141,38 @@ def check(form: RegistrationIn, *, today: date, abdm: AbdmClient | None = None) 
         except GatewayUnavailable as exc:
             errors["abha"] = (f"The ABHA number could not be verified: {exc}. Try again, or leave the ABHA "
                               "number out for now and add it later")
+    if not errors and register is not None and out["himparivar"]:
+        problem = _register_mismatch(register, out["himparivar"], gender=gender, birth=birth)
+        if problem:
+            errors["himparivar"] = problem
     if errors:
         raise FieldErrors(errors)
     return Registration(birth_date=birth, birth_estimated=estimated, gender=gender, **{
         k: out[k] for k in ("given", "family", "name_devanagari", "relative_name", "village", "tehsil", "district",
                             "pin", "mobile", "abha", "himparivar", "himcare")})
+
+
+def _register_mismatch(register: RegisterLookup, member_id: str, *, gender: str, birth: str | None) -> str | None:
+    """Why the register does not bear out this member ID for this person, or None."""
+    try:
+        if not register.available():
+            return None
+        member = register.member(member_id)
+    except RegisterUnavailable as exc:
+        return (f"The HimParivar member ID could not be checked: {exc}. Try again, or leave it out for now "
+                "and add it later")
+    if member is None:
+        return f"HimParivar has no member {member_id}; check the ID on the family's HimParivar card"
+    if member["status"] == "deceased":
+        return f"HimParivar records member {member_id} as deceased; check the ID on the family's card"
+    registered_gender = member["gender"]
+    year = member["birth_year"]
+    if (gender in ("male", "female") and registered_gender in ("male", "female") and gender != registered_gender) \
+            or (birth and year is not None and abs(int(birth[:4]) - year) > 2):
+        born = f", born {year}" if year else ""
+        return (f"HimParivar member {member_id} is {member['name']} ({member['gender']}{born}), not this person; "
+                "check the ID on the family's HimParivar card")
+    return None
 
 
 def _person_name(value: str) -> str:
