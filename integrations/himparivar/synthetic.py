@@ -159,3 +159,75 @@ def write(path: Path, members: int, *, seed: int = 7, today: date = date(2026, 1
                 out.writerow([member[k] for k in columns])
                 n += 1
     return n
+
+
+# -- labelled programme records ------------------------------------------------------------------
+
+# Spelling variants seen when the same name is written by different hands (data, not rules of a language).
+VARIANTS = (("sh", "s"), ("v", "b"), ("ee", "i"), ("i", "ee"), ("oo", "u"), ("a", "aa"), ("w", "v"),
+            ("Kumari", "Kumar"), ("Devi", "Debi"), ("Singh", "Sing"), ("Chand", "Chandra"))
+
+
+def _typo(rng: random.Random, word: str) -> str:
+    if len(word) < 4:
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    match rng.randrange(3):
+        case 0:  # two letters swapped
+            return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        case 1:  # a letter dropped
+            return word[:i] + word[i + 1:]
+        case _:  # a letter doubled
+            return word[:i] + word[i] + word[i:]
+
+
+def _variant(rng: random.Random, name: str) -> str:
+    options = [(a, b) for a, b in VARIANTS if a in name]
+    if not options:
+        return name
+    a, b = rng.choice(options)
+    return name.replace(a, b, 1)
+
+
+def programme_records(register: list[dict[str, Any]], count: int, *, seed: int = 17, unmatched: float = 0.1,
+                      today: date = date(2026, 11, 24)) -> list[dict[str, Any]]:
+    """Programme beneficiaries as field staff write them down, each labelled with the register member it
+    is (``true_member_id``, None for people not in the register): typos, spelling variants, names in
+    Devanagari, a stated age for the date of birth, women under their married name, missing fields."""
+    rng = random.Random(seed)
+    living = [r for r in register if r["status"] == "active"]
+    outsiders = list(Register(max(1, int(count * unmatched) + 1), seed=seed + 1000, today=today))
+    surnames = [s.latin for s, _ in _data()["surnames"]]
+    out = []
+    for n in range(count):
+        stranger = rng.random() < unmatched
+        person = rng.choice(outsiders) if stranger else rng.choice(living)
+        given, _, surname = person["name"].rpartition(" ")
+        if person["gender"] == "F" and person["relation"] in ("daughter",) and rng.random() < 0.3:
+            surname = rng.choice(surnames)  # married since the register saw her
+        name = f"{given} {surname}"
+        if rng.random() < 0.2:
+            name = person["name_devanagari"]
+        else:
+            if rng.random() < 0.25:
+                name = " ".join(_typo(rng, w) if rng.random() < 0.5 else w for w in name.split())
+            if rng.random() < 0.2:
+                name = _variant(rng, name)
+        born, age = person["birth_date"], person["age"]
+        if born and rng.random() < 0.25:
+            born, age = "", str(today.year - int(born[:4]))
+        record = {
+            "record_id": f"R{n:07d}",
+            "name": name,
+            "gender": person["gender"],
+            "birth_date": born,
+            "age": age,
+            "relative_name": "" if rng.random() < 0.3 else (_typo(rng, person["relative_name"])
+                                                             if rng.random() < 0.1 else person["relative_name"]),
+            "village": "" if rng.random() < 0.2 else person["village"],
+            "district": person["district"],
+            "member_id": person["member_id"] if not stranger and rng.random() < 0.15 else "",
+            "true_member_id": None if stranger else person["member_id"],
+        }
+        out.append(record)
+    return out
