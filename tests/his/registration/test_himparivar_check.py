@@ -62,7 +62,7 @@ def test_the_loaded_register_must_know_the_member_and_agree_who_it_is(register, 
 
 @pytest.fixture(scope="module")
 def register_api():
-    yield from serve(fake_register(ROWS + [ROWS[0] | {"member_id": "HP-SML-99000001"}]))
+    yield from serve(fake_register([*ROWS, ROWS[0] | {"member_id": "HP-SML-99000001"}]))
 
 
 def test_the_register_api_is_asked_when_configured(settings, db, register_api, facilities):
