@@ -70,6 +70,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     from integrations.hl7.pages import pages as hl7_pages
 
     app.include_router(hl7_pages)
+    from integrations.himparivar import routes as himparivar_routes
+
+    app.include_router(himparivar_routes.router)
+    app.include_router(himparivar_routes.pages)
     from himhis.i18n import LocaleMiddleware
 
     app.add_middleware(LocaleMiddleware)

@@ -129,6 +129,46 @@ def himparivar_generate(out: Path = typer.Argument(..., dir_okay=False, help="Ex
     console.print(f"Wrote {n} synthetic members to {out}.")
 
 
+@himparivar_app.command("train-model")
+def himparivar_train_model(members: int = typer.Option(5000, min=100), records: int = typer.Option(800, min=100),
+                           seed: int = typer.Option(5)) -> None:
+    """Fit the linkage model on a labelled synthetic set and store it (used for runs too small to fit on)."""
+    from datetime import date
+
+    import orjson
+
+    from integrations.himparivar import linkage
+    from integrations.himparivar.records import member_row
+    from integrations.himparivar.synthetic import Register, programme_records
+
+    today = date(2026, 11, 24)
+    raw = list(Register(members, seed=seed, today=today))
+    model = linkage.train([member_row(r, today=today) for r in raw],
+                          programme_records(raw, records, seed=seed + 1, today=today), today=today)
+    linkage.MODEL.write_bytes(orjson.dumps(model, option=orjson.OPT_INDENT_2) + b"\n")
+    console.print(f"Stored the linkage model fitted on {members} members and {records} records in {linkage.MODEL}.")
+
+
+@himparivar_app.command("link-patients")
+def himparivar_link_patients() -> None:
+    """Link patients without a HimParivar member ID to the loaded register; unsure pairs go to review."""
+    from datetime import date
+
+    from audit.service import record
+    from integrations.himparivar.links import link_patients
+
+    def work(session):
+        run = link_patients(session, today=date.today(), base=get_settings().base_url + "/fhir")
+        record(session, command_line_entry("update", resource_type="Patient", patient_ids=run.patient_ids or [],
+                                           query=f"himparivar link-patients: {run.linked} linked, "
+                                                 f"{run.proposed} proposed for review"))
+        return run
+
+    run = _database().run(work)
+    console.print(f"{run.patients} patients without a HimParivar member ID: {run.linked} linked, "
+                  f"{run.proposed} proposed for review (/himparivar/review), {run.unlinked} not found.")
+
+
 @search_app.command("reindex")
 def search_reindex(types: list[str] = typer.Argument(..., help="Resource types to reindex, e.g. Observation")) -> None:
     """Rebuild the search index of resource types (after a search parameter definition changed).

@@ -3,7 +3,7 @@
 from himhis.models.access import BreakGlass
 from himhis.models.audit import AuditHead, AuditPatient, AuditRecord
 from himhis.models.base import Base
-from himhis.models.himparivar import RegisterImport, RegisterMember, RegisterRefusal
+from himhis.models.himparivar import RegisterImport, RegisterLink, RegisterMember, RegisterRefusal
 from himhis.models.interfaces import Hl7Message
 from himhis.models.registration import UhidSequence
 from himhis.models.resource import (
@@ -33,6 +33,7 @@ __all__ = [
     "QuantityIndex",
     "ReferenceIndex",
     "RegisterImport",
+    "RegisterLink",
     "RegisterMember",
     "RegisterRefusal",
     "Resource",

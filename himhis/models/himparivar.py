@@ -84,3 +84,26 @@ class RegisterRefusal(Base):
     line: Mapped[int] = mapped_column(Integer)
     member_id: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class RegisterLink(Base):
+    """A person HimHIS holds (a Patient) linked, or proposed for linking, to a register member.
+
+    ``linked`` was decided by the rules (a trusted identifier, or a match probability above the accept
+    threshold); ``proposed`` waits for staff, who accept or reject it. A rejected pair stays, so it is
+    never proposed again.
+    """
+
+    __tablename__ = "himparivar_link"
+    __table_args__ = (UniqueConstraint("subject", "member_id"), Index("ix_himparivar_link_state", "state", "created"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(100))  # Patient/<id>
+    member_id: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(10))  # linked, proposed, accepted, rejected
+    probability: Mapped[float] = mapped_column()
+    match_weight: Mapped[float | None] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -137,30 +137,61 @@ def _splink_settings(expected_share: float):
     )
 
 
-def link(register_rows: list[dict[str, Any]], records: list[dict[str, Any]], *, today: date) -> list[Link]:
-    """The best register member for each record (``record_id``), with its state, probability and reason."""
+MODEL = DATA / "linkage_model.json"
+MIN_TRAINING_RECORDS = 500  # below this, the stored model is used: EM needs many comparisons
+
+
+def _linker(register_rows: list[dict[str, Any]], records: list[dict[str, Any]], today: date, model: Any):
     import duckdb
-    from splink import Linker, block_on
+    from splink import Linker
     from splink.backends.duckdb import DuckDBAPI
 
+    con = duckdb.connect()
+    api = DuckDBAPI(connection=con)
+    left = api.register(pa.Table.from_pylist(prepare(register_rows, "member_id", today=today)), table_name="register")
+    right = api.register(pa.Table.from_pylist(prepare(records, "record_id", today=today)), table_name="records")
+    return Linker([left, right], model, log_level=logging.WARNING), con
+
+
+def train(register_rows: list[dict[str, Any]], records: list[dict[str, Any]], *, today: date) -> dict[str, Any]:
+    """Fit the model on these people (u by random sampling, m by expectation maximisation, no labels)."""
+    from splink import block_on
+
+    s = settings()
+    linker, con = _linker(register_rows, records, today, _splink_settings(min(0.5, 1 / max(1, len(register_rows)))))
+    try:
+        linker.training.estimate_u_using_random_sampling(max_pairs=s["u_sample_pairs"], seed=s["seed"])
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("district", "birth_year"))
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_key", "surname_key"))
+        return linker.misc.save_model_to_json()
+    finally:
+        con.close()
+
+
+def stored_model() -> dict[str, Any]:
+    """The model fitted on the labelled synthetic set (``himhis himparivar train-model`` writes it)."""
+    return orjson.loads(MODEL.read_bytes())
+
+
+def link(register_rows: list[dict[str, Any]], records: list[dict[str, Any]], *, today: date,
+         model: dict[str, Any] | None = None) -> list[Link]:
+    """The best register member for each record (``record_id``), with its state, probability and reason.
+
+    The model is fitted on the data when there are enough records, else the stored model is used."""
     s = settings()
     by_id = {r["member_id"]: r for r in register_rows}
     decided = _deterministic(records, by_id, today)
     rest = [r for r in records if r["record_id"] not in decided]
     links: dict[str, Link] = dict(decided)
     if rest and register_rows:
-        con = duckdb.connect()
-        api = DuckDBAPI(connection=con)
-        left = api.register(pa.Table.from_pylist(prepare(register_rows, "member_id", today=today)),
-                            table_name="register")
-        right = api.register(pa.Table.from_pylist(prepare(rest, "record_id", today=today)), table_name="records")
-        linker = Linker([left, right], _splink_settings(min(0.5, 1 / max(1, len(register_rows)))),
-                        log_level=logging.WARNING)
-        linker.training.estimate_u_using_random_sampling(max_pairs=s["u_sample_pairs"], seed=s["seed"])
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on("district", "birth_year"))
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_key", "surname_key"))
-        pairs = linker.inference.predict(threshold_match_probability=s["predict_from"]).as_record_list()
-        con.close()
+        if model is None:
+            model = train(register_rows, rest, today=today) if len(rest) >= MIN_TRAINING_RECORDS else stored_model()
+        model = dict(model) | {"probability_two_random_records_match": min(0.5, 1 / max(1, len(register_rows)))}
+        linker, con = _linker(register_rows, rest, today, model)
+        try:
+            pairs = linker.inference.predict(threshold_match_probability=s["predict_from"]).as_record_list()
+        finally:
+            con.close()
         best: dict[str, dict[str, Any]] = {}
         for p in pairs:
             member, record = (p["unique_id_l"], p["unique_id_r"]) if p["source_dataset_l"] == "register" else \
