@@ -29,6 +29,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.himparivar
 
 clean-var:
 	rm -rf var/*.db var/*.db-wal var/*.db-shm

@@ -128,7 +128,7 @@ def _splink_settings(expected_share: float):
             cl.ExactMatch("village_key"),
         ],
         blocking_rules_to_generate_predictions=[
-            block_on("district", "birth_year"),
+            block_on("district", "birth_year", "gender"),
             block_on("first_key", "surname_key"),
             block_on("first_key", "district"),
             block_on("dob"),
