@@ -61,7 +61,7 @@ def _args() -> argparse.Namespace:
                         "(default 150; 0 skips)")
     p.add_argument("--search-sizes", default=search_bench.DEFAULT_SIZES,
                    help="Observation counts for the search-latency phase, each a multiple of the first (default "
-                        f"{search_bench.DEFAULT_SIZES}; add 1000000 for the 1 M figures, about 15 more minutes; "
+                        f"{search_bench.DEFAULT_SIZES}; add 1000000 for the 1 M figures, about 20 more minutes; "
                         "'' skips)")
     p.add_argument("--corpus", type=Path, default=ingest.CORPUS)
     p.add_argument("--profile", type=Path, metavar="DIR",
