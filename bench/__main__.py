@@ -5,7 +5,8 @@
    on the same documents in a ``resource``-shaped table;
 3. Synthea transaction-bundle ingest, beside a raw one-transaction insert of the same resources;
 4. the API process's peak resident memory; 5. ``bench.bench_extract``'s extraction throughput;
-6. ``bench.overhead``: the CRUD mix and a search mix with and without authorisation and audit.
+6. ``bench.overhead``: the CRUD mix and a search mix with and without authorisation and audit;
+7. ``bench.search``: search latency at growing numbers of Observations, on its own scratch database.
 The API runs one uvicorn worker per core, as deployed; the mixed CRUD is then run once more with
 one worker (``--also-workers 0`` skips it).
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 import psycopg
 
 from bench import CRUD_PER_CORE, INGEST_PER_CORE, RSS_MB, bench_extract, ceilings, crud, ingest, load, overhead
+from bench import search as search_bench
 from bench.profile import Profiler, summarise
 from bench.server import (
     DISCOVERY,
@@ -57,6 +59,10 @@ def _args() -> argparse.Namespace:
     p.add_argument("--overhead-requests", type=int, default=150,
                    help="requests per client thread in each run of the authorisation-and-audit cost phase "
                         "(default 150; 0 skips)")
+    p.add_argument("--search-sizes", default=search_bench.DEFAULT_SIZES,
+                   help="Observation counts for the search-latency phase, each a multiple of the first (default "
+                        f"{search_bench.DEFAULT_SIZES}; add 1000000 for the 1 M figures, about 20 more minutes; "
+                        "'' skips)")
     p.add_argument("--corpus", type=Path, default=ingest.CORPUS)
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="record py-spy profiles of the server during CRUD and ingest into DIR and summarise them")
@@ -82,6 +88,7 @@ class Results:
     more_workers_rss: float = 0.0
     overhead: list[overhead.Pair] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
+    search: search_bench.Report | None = None
 
 
 def say(message: str) -> None:
@@ -161,6 +168,13 @@ def measure(args: argparse.Namespace, server: Server) -> Results:
             again.stop()
     say("search-value extraction (bench.bench_extract)")
     res.extract = _extract_figures(args.corpus)
+    if sizes := search_bench.sizes_of(args.search_sizes):
+        say(f"search latency at {', '.join(f'{n:,}' for n in sizes)} Observations (bench.search)")
+        url = create_database()
+        try:
+            res.search = search_bench.run(url, sizes)
+        finally:
+            drop_database(url)
     return res
 
 
@@ -297,6 +311,11 @@ def report(args: argparse.Namespace, res: Results) -> None:
               "loads on this API and on bench.unguarded (none of them), same database, runs alternated A-B-A-B")
         for pair in res.overhead:
             print("\n".join(pair.lines()))
+    if res.search:
+        print("7. Search latency, bench.search (its own scratch database, dropped):")
+        out = io.StringIO()
+        search_bench.print_report(res.search, out)
+        print("\n".join("   " + line for line in out.getvalue().rstrip().splitlines()))
     errors = [*mixed.errors, *bare.errors, *bundles.errors, *(res.more_workers.errors if res.more_workers else [])]
     for msg in errors[:5]:
         print(f"   error: {msg}")
