@@ -8,8 +8,8 @@ whole facility's compartment for every search (405 ms for 70 Observations at 100
 record); with the statistics it stays a few index lookups per candidate row (4.5 ms).
 https://www.postgresql.org/docs/current/planner-stats.html#PLANNER-STATS-EXTENDED
 
-Revision ID: 0014
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-25 07:50:00
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0007"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
