@@ -105,6 +105,7 @@ def test_a_postgres_url_reaches_the_server(pg_url: str) -> None:
     try:
         assert db.engine.dialect.driver == "psycopg"
         assert db.run(lambda s: s.connection().exec_driver_sql("select 1").scalar(), write=False) == 1
+        assert db.run(lambda s: s.connection().exec_driver_sql("show jit").scalar(), write=False) == "off"
     finally:
         db.dispose()
 
