@@ -50,7 +50,12 @@ def _version(header: Header | None) -> str:
 @lru_cache(maxsize=64)
 def _template(version: str, code: str) -> str:
     """An ACK of ``version`` with ``code`` built by hl7apy, with tokens where per-message values go."""
-    m = _base(version)
+    return _base(version, code).to_er7()
+
+
+def _base(version: str, code: str) -> Hl7apyMessage:
+    """MSH and MSA of an ACK (HL7 v2.5.1 2.14.1), with tokens for the values of the message answered."""
+    m = Hl7apyMessage("ACK", version=version)
     m.msh.msh_3 = _TOKENS["SA"]
     m.msh.msh_4 = _TOKENS["SF"]
     m.msh.msh_5 = _TOKENS["RA"]
@@ -61,11 +66,6 @@ def _template(version: str, code: str) -> str:
     m.msh.msh_11 = _TOKENS["PR"]
     m.msa.msa_1 = code
     m.msa.msa_2 = _TOKENS["CID"]
-    return m.to_er7()
-
-
-def _base(version: str) -> Hl7apyMessage:
-    m = Hl7apyMessage("ACK", version=version)
     return m
 
 
@@ -93,17 +93,7 @@ def negative(header: Header | None, error: HL7Error) -> str | None:
     if code is None:
         return None
     version = _version(header)
-    m = _base(version)
-    m.msh.msh_3 = _TOKENS["SA"]
-    m.msh.msh_4 = _TOKENS["SF"]
-    m.msh.msh_5 = _TOKENS["RA"]
-    m.msh.msh_6 = _TOKENS["RF"]
-    m.msh.msh_7 = _TOKENS["TS"]
-    m.msh.msh_9 = f"ACK^{_TOKENS['TR']}^ACK"
-    m.msh.msh_10 = _TOKENS["ID"]
-    m.msh.msh_11 = _TOKENS["PR"]
-    m.msa.msa_1 = code
-    m.msa.msa_2 = _TOKENS["CID"]
+    m = _base(version, code)
     reason = escape(error.reason)[:250]
     text_code = f"{error.code}^{escape(ERROR_TEXT.get(error.code, 'Error'))}^HL70357"
     err = m.add_segment("ERR")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ehr.service import FhirStore
 from himhis.models import AuditRecord
-from himhis.systems import UHID
-from tests.integrations.hl7.test_hl7_routes import held_id  # noqa: F401  (fixture)
+from tests.integrations.hl7.test_hl7_routes import held_id, match_the_held_patient  # noqa: F401  (fixture)
 
 
 def sign_in(client, username: str) -> None:
@@ -28,13 +26,7 @@ def test_an_admin_replays_a_held_message_from_the_screen(client, db, held_id):  
     r = client.post(f"/interfaces/hl7/held/{held_id}/replay", follow_redirects=True)
     assert r.status_code == 200 and f"Message {held_id} is still held" in r.text
 
-    def match(session):
-        store = FhirStore(session)
-        patient = store.read("Patient", "p1").json()
-        patient["identifier"].append({"system": UHID, "value": "IGMC-2026-777777"})
-        store.update("Patient", "p1", patient)
-
-    db.run(match)
+    match_the_held_patient(db)
     r = client.post(f"/interfaces/hl7/held/{held_id}/replay", follow_redirects=True)
     assert r.status_code == 200 and f"Message {held_id} was placed in the record" in r.text
     assert "No message is held" in r.text

@@ -20,6 +20,18 @@ def headers(settings, *roles: str) -> dict:
     return {"Authorization": f"Bearer {mint_token(settings, roles=roles, username=f'test.{roles[0]}')}"}
 
 
+def match_the_held_patient(db) -> None:
+    """The fix staff make: the held message's UHID added to the patient it belongs to."""
+
+    def match(session):
+        store = FhirStore(session)
+        patient = store.read("Patient", "p1").json()
+        patient["identifier"].append({"system": UHID, "value": "IGMC-2026-777777"})
+        store.update("Patient", "p1", patient)
+
+    db.run(match)
+
+
 @pytest.fixture
 def held_id(db) -> int:
     lab_world(db)
@@ -50,13 +62,7 @@ def test_staff_see_why_a_message_is_held_and_replay_it(client, settings, db, hel
     r = client.post(f"/interfaces/hl7/{held_id}/replay", headers=h)
     assert r.status_code == 200 and r.json()["state"] == "held", "the cause is not fixed yet"
 
-    def match(session):
-        store = FhirStore(session)
-        patient = store.read("Patient", "p1").json()
-        patient["identifier"].append({"system": UHID, "value": "IGMC-2026-777777"})
-        store.update("Patient", "p1", patient)
-
-    db.run(match)
+    match_the_held_patient(db)
     r = client.post(f"/interfaces/hl7/{held_id}/replay", headers=h)
     assert r.status_code == 200 and r.json()["state"] == "processed", r.text
     assert any(x.startswith("DiagnosticReport/") for x in r.json()["resources"])
