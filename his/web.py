@@ -32,7 +32,6 @@ _env = Environment(loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
                                         FileSystemLoader(HERE.parent / "himhis" / "templates")]),
                    autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
 i18n.install(_env)
-_env.globals["can"] = lambda principal, interaction, res_type: policy().allows(principal, interaction, res_type)
 templates = Jinja2Templates(env=_env)
 
 
@@ -59,6 +58,9 @@ def allow(interaction: str, res_type: str):
 
 def can(principal: Principal, interaction: str, res_type: str) -> bool:
     return policy().allows(principal, interaction, res_type)
+
+
+_env.globals["can"] = can  # the menu offers only what the role may do
 
 
 def authorizer(principal: Principal) -> Callable[[str, str], None]:

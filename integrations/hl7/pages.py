@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -48,7 +50,5 @@ async def replay(message_id: int, request: Request,
         return _page(request, principal, await _held(request, principal), error=exc.message, status=exc.status)
     query = f"replayed={outcome.message_id}&state={outcome.state}"
     if outcome.reason:
-        from urllib.parse import quote
-
         query += f"&reason={quote(outcome.reason)}"
     return RedirectResponse(f"/interfaces/hl7?{query}", status_code=303)
